@@ -189,10 +189,32 @@ class LauncherConfig:
 
 @dataclass
 class SweepConfig:
-    """A sweep spec. mode none: a single run (scaling train)."""
+    """A sweep spec: which runs to plan. mode none is a single run (scaling train).
+
+    grid: the cartesian product of `axes` (key -> values), axes in one `zip` group vary together,
+      points matching every item of an `exclude` entry are dropped.
+    data: every model of `models` at every size of `data_sizes` (nested: D in the data's unit).
+    isoflop: every model of `models` at every compute budget of `budgets` (D = C / FLOPs per unit).
+    `models` holds widths (with a model.depth rule) or [width, depth] pairs. `rules` set keys from
+    expressions of width, depth, N, N_nonembed, D, C (e.g. optim.lr: 3e-3 * (N / 1e6) ** -0.25),
+    applied in order after the axes.
+    """
 
     name: str = "default"
-    mode: str = "none"
+    mode: str = "none"  # none | grid | data | isoflop
+    axes: dict[str, Any] = field(default_factory=dict)
+    zip: list[list[str]] = field(default_factory=list)
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    models: list[Any] = field(default_factory=list)
+    data_sizes: list[float] = field(default_factory=list)
+    budgets: list[float] = field(default_factory=list)
+    rules: dict[str, Any] = field(default_factory=dict)
+    tokens_per_param: list[float] = field(default_factory=list)  # isoflop: [min, max] of D / N
+    allow_repeat: bool = False  # isoflop: keep points whose D exceeds the unique data
+    budget_tolerance: float = 0.05  # isoflop: largest relative gap between C and its budget
+    flops_per_second: Optional[float] = None  # this machine's achieved rate (None: measured)
+    gpu_flops: float = 989e12  # peak of the GPU the totals are quoted for (H100 bf16 dense)
+    utilisation: float = 0.4  # model FLOPs utilisation assumed for GPU hours
 
 
 # --------------------------------------------------------------------------- root
@@ -334,10 +356,9 @@ def _validate_model(cfg: Config) -> None:
     model = cfg.model
     if isinstance(model, GPTConfig):
         _positive(model, "model", ["width", "depth", "head_dim", "mlp_ratio", "vocab_size"])
-        heads = max(1, model.width // model.head_dim)
-        if model.width % heads:
-            _fail("model.width", model.width, f"is not divisible by its {heads} heads",
-                  f"use a multiple of model.head_dim={model.head_dim}")
+        if model.width > model.head_dim and model.width % model.head_dim:
+            _fail("model.width", model.width, f"is not divisible into heads of model.head_dim={model.head_dim}",
+                  f"use a multiple of {model.head_dim} or change model.head_dim")
         if cfg.data is not None and cfg.data.kind != "text":
             _fail("model", "gpt", "needs text data", "choose data=pystdlib or data=text")
     elif isinstance(model, CNNConfig):

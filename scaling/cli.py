@@ -1,0 +1,221 @@
+"""`scaling <command>`: train, plan, sweep, status, fit, report, probe, pull."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Optional, Sequence
+
+from scaling.config import ConfigError
+
+USAGE = """usage: scaling <command> [options]
+
+commands:
+  train   [overrides]            train one run (Hydra overrides, e.g. model.width=128)
+  plan    [overrides]            show the runs a sweep would make, with N, D, C and time
+  sweep   [overrides]            run a sweep's plan (skips completed runs, resumes the rest)
+  status  SWEEP_DIR              runs by status, with their loss
+  fit     SOURCE                 fit a scaling law to a sweep folder or a CSV/Parquet table
+  report  SOURCE -o DIR          figures and an HTML report
+  probe   RUN_DIR|SWEEP_DIR      embedding-space metrics and pictures of trained runs
+  pull    wandb:ENTITY/PROJECT   rebuild the run table from Weights & Biases
+
+`scaling <command> --help` for a command's options."""
+
+
+def _error(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+# ---------------------------------------------------------------------- hydra-style
+
+
+def config_help(command: str) -> str:
+    """Hydra-style help: the config groups and their options."""
+    from scaling.config import available_options
+
+    lines = [f"usage: scaling {command} [--cfg job] [key=value ...] [group=option ...]", "",
+             "Config groups (choose one option with group=option):"]
+    for group, names in available_options().items():
+        shown = [n for n in names if not n.endswith("_schema")]
+        lines.append(f"  {group:<10} {', '.join(shown) if shown else '(none)'}")
+    lines += ["", "Override any key with key=value (e.g. model.width=128 budget.tokens=1000000).",
+              "--cfg job prints the composed config; -h/--help prints this."]
+    return "\n".join(lines)
+
+
+def split_hydra_args(argv: Sequence[str]) -> tuple[list[str], Optional[str], bool, list[str]]:
+    """(overrides, --cfg value, --help given, other flags) from a Hydra-style argument list."""
+    overrides, flags, cfg_kind, want_help = [], [], None, False
+    items = list(argv)
+    while items:
+        arg = items.pop(0)
+        if arg in ("-h", "--help"):
+            want_help = True
+        elif arg in ("--cfg", "-c"):
+            cfg_kind = items.pop(0) if items else "job"
+        elif arg.startswith("--cfg="):
+            cfg_kind = arg.split("=", 1)[1]
+        elif arg.startswith("-"):
+            flags.append(arg)
+        else:
+            overrides.append(arg)
+    return overrides, cfg_kind, want_help, flags
+
+
+# ---------------------------------------------------------------------------- train
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    """Train one run from Hydra overrides."""
+    from scaling.config import compose_config, load_config, to_yaml
+
+    overrides, cfg_kind, want_help, flags = split_hydra_args(argv)
+    if want_help:
+        print(config_help("train"))
+        return 0
+    if flags:
+        return _error(f"unknown option {flags[0]}; overrides look like key=value (see scaling train --help)")
+    if cfg_kind:
+        print(to_yaml(compose_config(overrides)), end="")
+        return 0
+    cfg = load_config(overrides)
+    from scaling.plan import plan_run
+    from scaling.train import train
+
+    spec = plan_run(cfg, overrides)
+    record = train(spec, loggers_factory=_loggers_factory(cfg))
+    return 0 if record.get("status") in ("completed", None) else 1
+
+
+def _loggers_factory(cfg) -> Optional[Callable]:
+    """The experiment-tracking loggers for a config (None for local only)."""
+    if cfg.logger.name == "local":
+        return None
+    from scaling.tracking import make_loggers
+
+    return make_loggers
+
+
+# ---------------------------------------------------------------------- plan, sweep
+
+
+def cmd_plan(argv: Sequence[str]) -> int:
+    """Show the runs a sweep would make; trains nothing."""
+    import json
+
+    from scaling.config import compose_config, to_yaml
+    from scaling.plan import plan_sweep
+    from scaling.planview import flop_rate, format_plan, plan_json
+
+    overrides, cfg_kind, want_help, flags = split_hydra_args(argv)
+    if want_help:
+        print(config_help("plan") + "\n--json prints the plan as JSON.")
+        return 0
+    if cfg_kind:
+        print(to_yaml(compose_config(overrides)), end="")
+        return 0
+    unknown = [f for f in flags if f != "--json"]
+    if unknown:
+        return _error(f"unknown option {unknown[0]}; scaling plan takes --json and key=value overrides")
+    plan = plan_sweep(overrides)
+    rate, source = flop_rate(plan, plan.runs[0].cfg.sweep.flops_per_second if plan.runs else None)
+    if "--json" in flags:
+        print(json.dumps(plan_json(plan, rate, source), indent=2))
+    else:
+        print(format_plan(plan, rate, source))
+    return 0
+
+
+def cmd_sweep(argv: Sequence[str]) -> int:
+    """Run a sweep's plan with the configured launcher."""
+    from scaling.config import compose_config, to_yaml
+    from scaling.plan import plan_sweep
+
+    overrides, cfg_kind, want_help, flags = split_hydra_args(argv)
+    if want_help:
+        print(config_help("sweep"))
+        return 0
+    if flags:
+        return _error(f"unknown option {flags[0]}; overrides look like key=value (see scaling sweep --help)")
+    if cfg_kind:
+        print(to_yaml(compose_config(overrides)), end="")
+        return 0
+    plan = plan_sweep(overrides)
+    if not plan.runs:
+        return _error("the sweep plans no runs; check sweep.* (scaling plan shows what was skipped and why)")
+    return launch(plan)
+
+
+def launch(plan) -> int:
+    """Hand the plan to the launcher its config names."""
+    launcher = plan.runs[0].cfg.launcher
+    if launcher.name == "local":
+        from scaling.launch.local import run_local
+
+        return run_local(plan, parallel=launcher.parallel)
+    if launcher.name == "ray":
+        from scaling.launch.ray import run_ray
+
+        return run_ray(plan)
+    if launcher.name == "slurm":
+        from scaling.launch.slurm import run_slurm
+
+        return run_slurm(plan)
+    return _error(f"launcher={launcher.name} is not a launcher; use local, ray or slurm")
+
+
+# --------------------------------------------------------------------------- status
+
+
+def cmd_status(argv: Sequence[str]) -> int:
+    """Runs of a sweep folder by status, with their loss."""
+    parser = argparse.ArgumentParser(prog="scaling status", description="runs by status, with their loss")
+    parser.add_argument("sweep_dir")
+    args = parser.parse_args(argv)
+    from scaling.status import print_status
+
+    return print_status(args.sweep_dir)
+
+
+def cmd_fit(argv: Sequence[str]) -> int:
+    """Fit scaling laws (scaling.analysis.command)."""
+    from scaling.analysis.command import configure_fit_parser, run_fit
+
+    parser = argparse.ArgumentParser(prog="scaling fit", description="fit a scaling law to a run table")
+    configure_fit_parser(parser)
+    return run_fit(parser.parse_args(argv))
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "train": cmd_train,
+    "plan": cmd_plan,
+    "sweep": cmd_sweep,
+    "status": cmd_status,
+    "fit": cmd_fit,
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the `scaling` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        return _error(f"unknown command '{command}'; run `scaling --help` for the commands")
+    try:
+        return COMMANDS[command](rest)
+    except ConfigError as exc:
+        return _error(str(exc))
+    except FileNotFoundError as exc:
+        return _error(str(exc))
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

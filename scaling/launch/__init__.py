@@ -1,0 +1,1 @@
+"""Launchers: run a list of RunSpecs somewhere (local, ray, slurm) into the same run folders."""

@@ -1,0 +1,318 @@
+"""From configs to RunSpecs: budget resolution, accounting of N, D and C, and run identity."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from scaling.config import Config, ConfigError, to_dict
+
+# Fields that do not change a run's result: where it runs, how it is logged, where it is kept.
+_NOT_IDENTITY = {
+    "launcher": None,
+    "logger": None,
+    "run": None,
+    "sweep": None,
+    "trainer": {"accelerator", "devices", "num_nodes", "strategy", "num_workers", "threads",
+                "progress", "log_every", "val_every", "checkpoint_every", "compile"},
+    "optim": {"grad_accum"},
+    "data": {"cache_dir", "root", "download", "default_budget"},
+    "budget": None,  # replaced by the resolved data size
+}
+
+
+@dataclass
+class RunSpec:
+    """A fully resolved run: its config, identity and planned size (N, D, C)."""
+
+    cfg: Config
+    run_id: str
+    N: int
+    N_nonembed: int
+    D: int  # units seen in training (tokens or samples)
+    D_unique: int  # size of the subset those units were drawn from
+    C: float  # training FLOPs
+    flops_per_unit: float
+    unit: str  # "tokens" | "samples"
+    steps: int  # optimizer steps
+    units_per_step: int
+    overrides: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain fields for tables and JSON (no config objects)."""
+        return {
+            "run_id": self.run_id, "sweep": self.cfg.sweep.name, "family": self.cfg.model.family,
+            "width": self.cfg.model.width, "depth": self.cfg.model.depth, "seed": self.cfg.seed,
+            "N": self.N, "N_nonembed": self.N_nonembed, "D": self.D, "D_unique": self.D_unique,
+            "C": self.C, "unit": self.unit, "steps": self.steps,
+            "tokens_per_param": self.D / self.N if self.N else math.nan,
+        }
+
+
+def run_id(cfg: Config, data_units: int) -> str:
+    """A short stable hash of the resolved config minus fields that do not change the result."""
+    ident = identity(cfg, data_units)
+    blob = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:10]
+
+
+def identity(cfg: Config, data_units: int) -> dict[str, Any]:
+    """The config fields that define a run's result, with the budget as its resolved D."""
+    full = to_dict(cfg)
+    for section, keys in _NOT_IDENTITY.items():
+        if keys is None:
+            full.pop(section, None)
+        else:
+            for key in keys:
+                full.get(section, {}).pop(key, None)
+    full["D"] = int(data_units)
+    return full
+
+
+def requested_units(cfg: Config, flops_per_unit: float) -> float:
+    """The data size the budget asks for, in the data's own unit, before batch rounding."""
+    budget = cfg.budget
+    if budget.flops is not None:
+        return budget.flops / flops_per_unit
+    for value in (budget.tokens, budget.samples):
+        if value is not None:
+            return float(value)
+    return float(cfg.data.default_budget)
+
+
+def resolve(cfg: Config, info: Any, model: Any, overrides: list[str] | None = None) -> RunSpec:
+    """Resolve a validated config against its data and (meta-device) model into a RunSpec."""
+    cfg = copy.deepcopy(cfg)
+    flops_per_unit = float(model.flops_per_unit())
+    units_per_step = cfg.optim.batch_size * info.units_per_sample
+    wanted = requested_units(cfg, flops_per_unit)
+    if wanted < units_per_step:
+        key = "budget.flops" if cfg.budget.flops is not None else f"budget.{info.unit}"
+        raise ConfigError(
+            f"{key} gives {wanted:,.0f} {info.unit}, less than one batch ({units_per_step:,} "
+            f"{info.unit}); raise {key} or lower optim.batch_size")
+    if cfg.data.subset is not None and cfg.data.subset > info.train_units:
+        raise ConfigError(f"data.subset={cfg.data.subset} is larger than the data set "
+                          f"({info.train_units:,} {info.unit}); lower data.subset")
+    steps = max(1, round(wanted / units_per_step))
+    units = steps * units_per_step
+    _fix_budget(cfg, info.unit, units)
+    return RunSpec(
+        cfg=cfg, run_id=run_id(cfg, units), N=int(model.num_params()),
+        N_nonembed=int(model.num_params(non_embedding=True)), D=units,
+        D_unique=min(units, info.train_units), C=flops_per_unit * units,
+        flops_per_unit=flops_per_unit, unit=info.unit, steps=steps,
+        units_per_step=units_per_step, overrides=list(overrides or []))
+
+
+def _fix_budget(cfg: Config, unit: str, units: int) -> None:
+    """Record the resolved D in the config's budget (keeping budget.flops for the record)."""
+    setattr(cfg.budget, unit, units)
+
+
+def plan_run(cfg: Config, overrides: list[str] | None = None) -> RunSpec:
+    """Resolve one config: build its data info and a meta-device model to count N and FLOPs."""
+    import torch
+
+    from scaling.data import build_data
+    from scaling.models import build_model
+
+    info = build_data(cfg.data).info
+    with torch.device("meta"):
+        model = build_model(cfg.model, info)
+    return resolve(cfg, info, model, overrides)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+@dataclass
+class Skipped:
+    """A sweep point the planner left out, and why."""
+
+    point: dict[str, Any]
+    reason: str
+
+
+@dataclass
+class Plan:
+    """The runs of a sweep, the points it skipped, and the spec it came from."""
+
+    name: str
+    mode: str
+    runs: list[RunSpec]
+    skipped: list[Skipped]
+
+
+_EXPR_NAMES = {name: getattr(math, name) for name in ("log", "log2", "log10", "exp", "sqrt", "ceil", "floor", "pi")}
+_EXPR_NAMES.update(min=min, max=max, round=round, int=int, float=float, abs=abs)
+
+
+def sweep_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
+    """The sweep's points as {dotted key: value} dicts, in a deterministic order."""
+    if sweep.mode == "none":
+        return [{}]
+    if sweep.mode == "grid":
+        return grid_points(dict(sweep.axes), [list(g) for g in sweep.zip], [dict(e) for e in sweep.exclude])
+    sizes = [model_point(m) for m in sweep.models]
+    if not sizes:
+        raise ConfigError(f"sweep.models is empty; list widths or [width, depth] pairs for mode={sweep.mode}")
+    if sweep.mode == "data":
+        if not sweep.data_sizes:
+            raise ConfigError("sweep.data_sizes is empty; list data sizes (in the data's unit) for mode=data")
+        return [{**m, f"budget.{unit}": int(d)} for m in sizes for d in sweep.data_sizes]
+    if sweep.mode == "isoflop":
+        if not sweep.budgets:
+            raise ConfigError("sweep.budgets is empty; list compute budgets in FLOPs for mode=isoflop")
+        return [{**m, "budget.flops": float(c)} for c in sweep.budgets for m in sizes]
+    raise ConfigError(f"sweep.mode={sweep.mode!r} is not a sweep mode; use none, grid, data or isoflop")
+
+
+def model_point(entry: Any) -> dict[str, Any]:
+    """A `sweep.models` entry (a width, or a [width, depth] pair) as overrides."""
+    if isinstance(entry, (list, tuple)):
+        if len(entry) != 2:
+            raise ConfigError(f"sweep.models entry {list(entry)} is not [width, depth]; give pairs or plain widths")
+        return {"model.width": int(entry[0]), "model.depth": int(entry[1])}
+    return {"model.width": int(entry)}
+
+
+def grid_points(axes: dict[str, list[Any]], zipped: list[list[str]],
+                exclude: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cartesian product of axes; axes of one zip group advance together; exclusions dropped."""
+    import itertools
+
+    groups: list[list[str]] = []
+    for group in zipped:
+        missing = [k for k in group if k not in axes]
+        if missing:
+            raise ConfigError(f"sweep.zip names {missing[0]!r}, which is not in sweep.axes; add it to sweep.axes")
+        lengths = {len(axes[k]) for k in group}
+        if len(lengths) > 1:
+            raise ConfigError(f"sweep.zip group {group} has axes of different lengths; give them equal lengths")
+        groups.append(group)
+    zipped_keys = {k for g in groups for k in g}
+    groups += [[k] for k in axes if k not in zipped_keys]
+    choices = [[dict(zip(g, values)) for values in zip(*(axes[k] for k in g))] for g in groups]
+    points = [{k: v for part in combo for k, v in part.items()} for combo in itertools.product(*choices)]
+    return [p for p in points if not any(all(p.get(k) == v for k, v in e.items()) for e in exclude)]
+
+
+def evaluate_rule(key: str, expression: Any, env: dict[str, Any]) -> Any:
+    """Evaluate one rule's expression (numbers pass through) with the point's variables."""
+    if not isinstance(expression, str):
+        return expression
+    try:
+        return eval(expression, {"__builtins__": {}}, {**_EXPR_NAMES, **env})  # noqa: S307 (user's own config)
+    except Exception as exc:
+        raise ConfigError(f"sweep.rules.{key}={expression!r} failed: {exc}; use width, depth, N, N_nonembed, "
+                          "D, C and math functions") from exc
+
+
+class _Planner:
+    """Turns one composed sweep config into RunSpecs, caching data info across points."""
+
+    def __init__(self, base: Any):
+        self.base = base
+        self._infos: dict[str, Any] = {}
+
+    def info(self, cfg: Config) -> Any:
+        from scaling.data import build_data
+
+        key = repr(cfg.data)
+        if key not in self._infos:
+            self._infos[key] = build_data(cfg.data).info
+        return self._infos[key]
+
+    def model(self, cfg: Config) -> Any:
+        import torch
+
+        from scaling.models import build_model
+
+        with torch.device("meta"):
+            return build_model(cfg.model, self.info(cfg))
+
+    def config(self, point: dict[str, Any], rules: dict[str, Any]) -> Config:
+        """Apply a point's values and the rules to the composed config; validate the result."""
+        from scaling.config import to_object, validate
+
+        node = copy.deepcopy(self.base)
+        for key, value in point.items():
+            _set(node, key, value)
+        for key, expression in rules.items():
+            _set(node, key, evaluate_rule(key, expression, self.rule_env(node, expression)))
+        cfg = to_object(node)
+        validate(cfg)
+        return cfg
+
+    def rule_env(self, node: Any, expression: Any) -> dict[str, Any]:
+        """Variables a rule may use; N and C need a (meta-device) model, so only when asked."""
+        from scaling.config import to_object
+
+        env = {"width": node.model.get("width"), "depth": node.model.get("depth"), "seed": node.seed}
+        if isinstance(expression, str) and re.search(r"\b(N|N_nonembed|D|C)\b", expression):
+            cfg = to_object(node)
+            spec = resolve(cfg, self.info(cfg), self.model(cfg))
+            env.update(N=spec.N, N_nonembed=spec.N_nonembed, D=spec.D, C=spec.C)
+        return env
+
+
+def _set(node: Any, key: str, value: Any) -> None:
+    from omegaconf import OmegaConf
+
+    try:
+        OmegaConf.update(node, key, value, merge=False, force_add=False)
+    except Exception as exc:
+        from scaling.config import _explain_hydra_error
+
+        raise ConfigError(_explain_hydra_error(exc, [f"{key}={value}"])) from exc
+
+
+def plan_sweep(overrides: list[str] | tuple[str, ...] = ()) -> Plan:
+    """Compose the sweep config and expand it into RunSpecs (deterministic, trains nothing)."""
+    from scaling.config import compose_config, to_object
+
+    base = compose_config(overrides)
+    sweep = to_object(base).sweep
+    planner = _Planner(base)
+    unit = "tokens" if base.data.kind == "text" else "samples"
+    runs, skipped, seen = [], [], set()
+    for point in sweep_points(sweep, unit):
+        cfg = planner.config(point, dict(sweep.rules))
+        spec = resolve(cfg, planner.info(cfg), planner.model(cfg), [*overrides, *_as_overrides(point)])
+        reason = skip_reason(spec, sweep, planner.info(cfg))
+        if reason:
+            skipped.append(Skipped(point, reason))
+        elif spec.run_id in seen:
+            skipped.append(Skipped(point, f"same run as {spec.run_id} (identical resolved config)"))
+        else:
+            seen.add(spec.run_id)
+            runs.append(spec)
+    return Plan(sweep.name, sweep.mode, runs, skipped)
+
+
+def _as_overrides(point: dict[str, Any]) -> list[str]:
+    return [f"{k}={v}" for k, v in point.items()]
+
+
+def skip_reason(spec: RunSpec, sweep: Any, info: Any) -> str | None:
+    """Why an IsoFLOP point is left out (None to keep it)."""
+    if sweep.mode != "isoflop":
+        return None
+    budget = spec.cfg.budget.flops
+    gap = abs(spec.C / budget - 1.0)
+    if gap > sweep.budget_tolerance:
+        return f"C={spec.C:.3g} is {gap:.0%} off its budget {budget:.3g} after rounding to whole batches"
+    ratio = spec.D / spec.N
+    if len(sweep.tokens_per_param) == 2:
+        low, high = sweep.tokens_per_param
+        if not low <= ratio <= high:
+            return f"{spec.unit} per parameter {ratio:.3g} outside [{low:g}, {high:g}]"
+    if spec.D > info.train_units and not sweep.allow_repeat:
+        return f"D={spec.D:,} exceeds the {info.train_units:,} unique {spec.unit} available"
+    return None

@@ -1,0 +1,101 @@
+"""What `scaling plan` shows: the planned runs with time estimates, totals, and skipped points."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from scaling.launch.common import format_seconds
+from scaling.plan import Plan
+from scaling.store import load_runs
+
+
+def measured_flops_per_second(runs_root: Path | str) -> Optional[tuple[float, str]]:
+    """The median training FLOP rate of completed runs under runs_root, if there are any."""
+    root = Path(runs_root)
+    if not root.exists():
+        return None
+    table = load_runs(root)
+    if table.empty or "wall_time" not in table:
+        return None
+    done = table[(table["status"] == "completed") & (table["wall_time"] > 0)]
+    if done.empty:
+        return None
+    rate = float((done["C"] / done["wall_time"]).median())
+    return rate, f"median of {len(done)} completed runs under {root}"
+
+
+def matmul_flops_per_second(seconds: float = 0.3, efficiency: float = 0.25) -> tuple[float, str]:
+    """A quick float32 matmul benchmark on this machine's CPU, times an assumed efficiency."""
+    import torch
+
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    peak = count * 2 * 512 ** 3 / (time.perf_counter() - start)
+    return peak * efficiency, f"CPU matmul benchmark ({peak / 1e9:.1f} GFLOP/s) x {efficiency}"
+
+
+def flop_rate(plan: Plan, override: Optional[float] = None) -> tuple[float, str]:
+    """FLOP/s used for time estimates: configured, else measured from past runs, else benchmarked."""
+    if override:
+        return override, "sweep.flops_per_second"
+    root = plan.runs[0].cfg.run.root if plan.runs else "runs"
+    return measured_flops_per_second(root) or matmul_flops_per_second()
+
+
+def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:
+    """One dict per planned run, with its status so far and estimated time on this machine."""
+    from scaling.store import RunFolder
+    from scaling.train import run_dir
+
+    rows = []
+    for spec in plan.runs:
+        row = spec.summary()
+        row["status"] = RunFolder(run_dir(spec)).status or "new"
+        row["est_seconds"] = spec.C / rate
+        rows.append(row)
+    return rows
+
+
+def plan_json(plan: Plan, rate: float, source: str) -> dict[str, Any]:
+    """The plan for machines: runs, skipped points, totals."""
+    sweep = plan.runs[0].cfg.sweep if plan.runs else None
+    rows = plan_rows(plan, rate)
+    return {"sweep": plan.name, "mode": plan.mode, "runs": rows,
+            "skipped": [{"point": s.point, "reason": s.reason} for s in plan.skipped],
+            "totals": totals(rows, rate, source, sweep)}
+
+
+def totals(rows: list[dict[str, Any]], rate: float, source: str, sweep: Any) -> dict[str, Any]:
+    """Runs, total FLOPs, time on this machine, GPU hours at the configured utilisation."""
+    flops = sum(r["C"] for r in rows)
+    gpu_flops = sweep.gpu_flops if sweep else 989e12
+    utilisation = sweep.utilisation if sweep else 0.4
+    return {"runs": len(rows), "flops": flops, "est_seconds_here": flops / rate, "flops_per_second": rate,
+            "rate_source": source, "gpu_hours": flops / (gpu_flops * utilisation) / 3600,
+            "gpu_flops": gpu_flops, "utilisation": utilisation}
+
+
+def format_plan(plan: Plan, rate: float, source: str) -> str:
+    """The plan as a table for people."""
+    rows = plan_rows(plan, rate)
+    lines = [f"sweep {plan.name} (mode {plan.mode}): {len(rows)} runs",
+             f"{'run_id':<11}{'width':>6}{'depth':>6}{'N':>12}{'D':>13}{'C':>10}{'D/N':>8}{'est':>9}  status"]
+    for r in rows:
+        lines.append(f"{r['run_id']:<11}{r['width'] or '-':>6}{r['depth'] or '-':>6}{r['N']:>12,}{r['D']:>13,}"
+                     f"{r['C']:>10.3g}{r['tokens_per_param']:>8.3g}{format_seconds(r['est_seconds']):>9}  {r['status']}")
+    for s in plan.skipped:
+        point = " ".join(f"{k}={v}" for k, v in s.point.items())
+        lines.append(f"skipped {point}: {s.reason}")
+    t = totals(rows, rate, source, plan.runs[0].cfg.sweep if plan.runs else None)
+    lines.append(f"total: {t['runs']} runs, {t['flops']:.3g} FLOPs, about {format_seconds(t['est_seconds_here'])} "
+                 f"here at {rate:.3g} FLOP/s ({source}); {t['gpu_hours']:.3g} GPU hours at "
+                 f"{t['utilisation']:.0%} of {t['gpu_flops']:.3g} FLOP/s")
+    if any(math.isnan(r["tokens_per_param"]) for r in rows):
+        lines.append("note: D/N is undefined for runs without a parameter count")
+    return "\n".join(lines)

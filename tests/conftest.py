@@ -1,0 +1,32 @@
+"""Shared fixtures: compose the real config and shrink it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from scaling.config import Config, load_config
+
+# Tests never talk to W&B servers and use few threads on the 2-core CI machine.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+TINY_GPT = ["model=gpt", "model.width=32", "model.depth=1", "model.head_dim=16", "data.seq_len=32",
+            "data.val_tokens=4096", "optim.batch_size=8", "trainer.val_every=10", "trainer.log_every=5",
+            "trainer.checkpoint_every=10", "trainer.progress=false"]
+TINY_CNN = ["model=cnn", "data=digits", "model.width=4", "model.depth=2", "optim.batch_size=32",
+            "trainer.val_every=10", "trainer.log_every=5", "trainer.checkpoint_every=10",
+            "trainer.progress=false"]
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path) -> Path:
+    """A fresh runs/ folder for a test."""
+    return tmp_path / "runs"
+
+
+def tiny(base: list[str], runs_root: Path, *more: str) -> Config:
+    """The real composed config, shrunk, writing into runs_root."""
+    return load_config([*base, f"run.root={runs_root}", *more])
