@@ -275,7 +275,15 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
 
 def load_config(overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Compose, convert to typed objects and validate; the one entry point for commands."""
-    cfg = to_object(compose_config(overrides))
+    return finalize(to_object(compose_config(overrides)))
+
+
+def finalize(cfg: Config) -> Config:
+    """Expand the model preset (so width and depth are the real ones) and validate."""
+    from scaling.models import apply_preset
+
+    validate(cfg)
+    cfg.model = apply_preset(cfg.model)
     validate(cfg)
     return cfg
 

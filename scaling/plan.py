@@ -8,6 +8,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from scaling.config import Config, ConfigError, to_dict
@@ -42,6 +43,11 @@ class RunSpec:
     steps: int  # optimizer steps
     units_per_step: int
     overrides: list[str] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        """The run folder: <run.root>/<sweep.name>/<run_id>."""
+        return Path(self.cfg.run.root) / self.cfg.sweep.name / self.run_id
 
     def summary(self) -> dict[str, Any]:
         """Plain fields for tables and JSON (no config objects)."""
@@ -239,16 +245,14 @@ class _Planner:
 
     def config(self, point: dict[str, Any], rules: dict[str, Any]) -> Config:
         """Apply a point's values and the rules to the composed config; validate the result."""
-        from scaling.config import to_object, validate
+        from scaling.config import finalize, to_object
 
         node = copy.deepcopy(self.base)
         for key, value in point.items():
             _set(node, key, value)
         for key, expression in rules.items():
             _set(node, key, evaluate_rule(key, expression, self.rule_env(node, expression)))
-        cfg = to_object(node)
-        validate(cfg)
-        return cfg
+        return finalize(to_object(node))
 
     def rule_env(self, node: Any, expression: Any) -> dict[str, Any]:
         """Variables a rule may use; N and C need a (meta-device) model, so only when asked."""

@@ -27,11 +27,13 @@ def measured_flops_per_second(runs_root: Path | str) -> Optional[tuple[float, st
     return rate, f"median of {len(done)} completed runs under {root}"
 
 
-def matmul_flops_per_second(seconds: float = 0.3, efficiency: float = 0.25) -> tuple[float, str]:
+def matmul_flops_per_second(seconds: float = 0.3, efficiency: float = 0.3) -> tuple[float, str]:
     """A quick float32 matmul benchmark on this machine's CPU, times an assumed efficiency."""
     import torch
 
     a, b = torch.randn(512, 512), torch.randn(512, 512)
+    for _ in range(3):  # warm up the thread pool and caches
+        a @ b
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
@@ -51,12 +53,11 @@ def flop_rate(plan: Plan, override: Optional[float] = None) -> tuple[float, str]
 def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:
     """One dict per planned run, with its status so far and estimated time on this machine."""
     from scaling.store import RunFolder
-    from scaling.train import run_dir
-
+    
     rows = []
     for spec in plan.runs:
         row = spec.summary()
-        row["status"] = RunFolder(run_dir(spec)).status or "new"
+        row["status"] = RunFolder(spec.path).status or "new"
         row["est_seconds"] = spec.C / rate
         rows.append(row)
     return rows

@@ -30,11 +30,6 @@ class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def run_dir(spec: RunSpec) -> Path:
-    """Where a run's folder lives: <run.root>/<sweep.name>/<run_id>."""
-    return Path(spec.cfg.run.root) / spec.cfg.sweep.name / spec.run_id
-
-
 # ------------------------------------------------------------------------- schedule
 
 
@@ -130,6 +125,12 @@ class AtomicCheckpoint(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.global_step != self._saved_step:
+            self.save(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # On Ctrl-C keep the progress made since the last checkpoint (single process only:
+        # a collective save cannot be trusted while other ranks may be gone).
+        if isinstance(exception, KeyboardInterrupt) and trainer.world_size == 1 and trainer.global_step > self._saved_step:
             self.save(trainer)
 
 
@@ -255,7 +256,7 @@ def train(spec: RunSpec, loggers_factory: Optional[Callable[[RunSpec], Any]] = N
     from scaling.models import build_model
 
     cfg = spec.cfg
-    folder = RunFolder(run_dir(spec))
+    folder = RunFolder(spec.path)
     previous = folder.read_record()
     if previous.get("status") == "completed":
         print(f"nothing to do, already {summary_line(previous, folder.path)}", flush=True)
@@ -288,8 +289,8 @@ def train(spec: RunSpec, loggers_factory: Optional[Callable[[RunSpec], Any]] = N
             trainer.validate(module, dataloaders=val_loader, verbose=False)
     except Diverged as exc:
         return finish(folder, recorder, trainer, "diverged", error=str(exc))
-    except KeyboardInterrupt:
-        finish(folder, recorder, trainer, "interrupted", error="interrupted (KeyboardInterrupt)")
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
+        finish(folder, recorder, trainer, "interrupted", error="interrupted (Ctrl-C or SIGINT)")
         raise
     except Exception as exc:
         finish(folder, recorder, trainer, "failed", error=error_text(exc))

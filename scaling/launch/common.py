@@ -12,12 +12,11 @@ from typing import Any
 from scaling.config import to_yaml
 from scaling.plan import Plan, RunSpec
 from scaling.store import RunFolder
-from scaling.train import run_dir
 
 
 def prepare(spec: RunSpec) -> RunFolder:
     """Write a run's config.yaml and a `planned` record unless the run already has a record."""
-    folder = RunFolder(run_dir(spec))
+    folder = RunFolder(spec.path)
     if not folder.exists():
         folder.write_config(to_yaml(spec.cfg))
         folder.write_record({**spec.summary(), "status": "planned", "unit": spec.unit,
@@ -27,9 +26,9 @@ def prepare(spec: RunSpec) -> RunFolder:
     return folder
 
 
-def worker_command(folder: Path | str, threads: int | None = None) -> list[str]:
-    """The command that trains the run in `folder` (used by every launcher)."""
-    command = [sys.executable, "-m", "scaling.launch.worker", str(folder)]
+def worker_command(target: Path | str, threads: int | None = None) -> list[str]:
+    """The command that trains the run in folder `target` (or, with "--serve", runs named on stdin)."""
+    command = [sys.executable, "-m", "scaling.launch.worker", str(target)]
     return command + (["--threads", str(threads)] if threads else [])
 
 
@@ -37,7 +36,7 @@ def split_pending(plan: Plan) -> tuple[list[RunSpec], list[RunSpec]]:
     """(completed, to_run): runs already completed are never trained twice."""
     done, todo = [], []
     for spec in plan.runs:
-        (done if RunFolder(run_dir(spec)).status == "completed" else todo).append(spec)
+        (done if RunFolder(spec.path).status == "completed" else todo).append(spec)
     return done, todo
 
 
@@ -50,17 +49,30 @@ class Progress:
     completed: int = 0
     failed: int = 0
     running: int = 0
-    started: float = field(default_factory=time.monotonic)
-    flops_done: float = 0.0
-    flops_left: float = 0.0
     parallel: int = 1
+    flops_left: float = 0.0
+    runs_left: int = 0
+    _train_flops: float = 0.0
+    _train_seconds: float = 0.0
+    _overhead: list[float] = field(default_factory=list)
+
+    def finished(self, flops: float, elapsed: float, record: dict[str, Any]) -> None:
+        """Account for a run that ended after `elapsed` seconds (its record has its train time)."""
+        train_seconds = float(record.get("wall_time") or 0.0)
+        if train_seconds > 0 and record.get("status") == "completed":
+            self._train_flops += flops
+            self._train_seconds += train_seconds
+            self._overhead.append(max(0.0, elapsed - train_seconds))
+        self.flops_left -= flops
+        self.runs_left -= 1
 
     def eta(self) -> float:
-        """Seconds left, from the FLOP rate achieved so far (NaN before the first run ends)."""
-        elapsed = time.monotonic() - self.started
-        if self.flops_done <= 0 or elapsed <= 0:
+        """Seconds left: start-up overhead per run plus FLOPs at the rate achieved so far."""
+        if self._train_seconds <= 0:
             return math.nan
-        return self.flops_left / (self.flops_done / elapsed)
+        rate = self._train_flops / self._train_seconds
+        overhead = sum(self._overhead) / len(self._overhead)
+        return (self.runs_left * overhead + self.flops_left / rate) / max(1, self.parallel)
 
     def line(self) -> str:
         """`[name] 3/12 completed · 0 failed · 1 running · 8 remaining · ETA 2m05s`."""
@@ -83,7 +95,7 @@ def format_seconds(seconds: float) -> str:
 
 def summarise(plan: Plan, skipped_done: int) -> tuple[str, int]:
     """The end-of-sweep summary and the exit code (1 if any run did not complete)."""
-    rows = [(spec, RunFolder(run_dir(spec)).read_record()) for spec in plan.runs]
+    rows = [(spec, RunFolder(spec.path).read_record()) for spec in plan.runs]
     failed = [(s, r) for s, r in rows if r.get("status") != "completed"]
     lines = [f"sweep {plan.name}: {len(rows) - len(failed)}/{len(rows)} completed "
              f"({skipped_done} were already done), {len(failed)} not completed"]
@@ -97,4 +109,4 @@ def summarise(plan: Plan, skipped_done: int) -> tuple[str, int]:
 
 def record_of(spec: RunSpec) -> dict[str, Any]:
     """The current record of a planned run."""
-    return RunFolder(run_dir(spec)).read_record()
+    return RunFolder(spec.path).read_record()

@@ -1,12 +1,15 @@
 """launcher=local: run a plan's runs on this machine, one or `parallel` at a time.
 
-Each run trains in its own worker process (output in the run folder's train.log), so a crash
-in one run never takes the sweep down, and Ctrl-C stops everything cleanly for a later resume.
+Runs train in long-lived worker processes (`scaling.launch.worker --serve`), each run's output
+going to its folder's train.log: a crash in one run never takes the sweep down (a dead worker
+is replaced and its run recorded failed), start-up is paid once per worker rather than once per
+run, and Ctrl-C stops everything cleanly for a later resume.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -17,14 +20,21 @@ from typing import IO, Optional
 from scaling.launch.common import Progress, prepare, split_pending, summarise, worker_command
 from scaling.plan import Plan, RunSpec
 from scaling.store import RunFolder
-from scaling.train import run_dir
 
 
 @dataclass
-class _Job:
-    spec: RunSpec
+class _Worker:
     process: subprocess.Popen
-    log: IO
+    spec: Optional[RunSpec] = None
+    started: float = 0.0
+
+    def give(self, spec: RunSpec) -> None:
+        """Send a run to this worker."""
+        folder = prepare(spec)
+        self.spec, self.started = spec, time.monotonic()
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{folder.path}\n")
+        self.process.stdin.flush()
 
 
 def threads_per_run(parallel: int, cores: Optional[int] = None) -> int:
@@ -33,85 +43,117 @@ def threads_per_run(parallel: int, cores: Optional[int] = None) -> int:
     return max(1, cores // max(1, parallel))
 
 
+def _spawn(threads: int) -> _Worker:
+    command = worker_command("--serve", threads)
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, bufsize=1, start_new_session=True)
+    return _Worker(process)
+
+
 def run_local(plan: Plan, parallel: int = 1, out: IO = sys.stdout) -> int:
     """Run every not-yet-completed run of the plan; returns the exit code (0: all completed)."""
     done, todo = split_pending(plan)
     if not todo:
         print(f"sweep {plan.name}: nothing to train, all {len(done)} runs are already completed", file=out)
         return 0
+    parallel = max(1, min(parallel, len(todo)))
     print(f"sweep {plan.name}: {len(plan.runs)} runs, {len(done)} already completed, {len(todo)} to run "
           f"({parallel} at a time); logs in each run's train.log", file=out, flush=True)
     progress = Progress(plan.name, len(plan.runs), completed=len(done), parallel=parallel,
-                        flops_left=sum(s.C for s in todo))
+                        flops_left=sum(s.C for s in todo), runs_left=len(todo))
     threads = threads_per_run(parallel)
-    queue, running = list(todo), []
+    workers = [_spawn(threads) for _ in range(parallel)]
+    queue = list(todo)
     try:
-        while queue or running:
-            while queue and len(running) < parallel:
-                running.append(_start(queue.pop(0), threads))
-            progress.running = len(running)
-            time.sleep(0.2)
-            running = _reap(running, progress, out)
+        _drive(workers, queue, progress, threads, out)
     except KeyboardInterrupt:
-        _stop(running)
+        _stop(workers)
         print(f"\nsweep {plan.name} interrupted; run the same command again to pick up where it stopped",
               file=out, flush=True)
         raise
+    _close(workers)
     text, code = summarise(plan, len(done))
     print(text, file=out, flush=True)
     return code
 
 
-def _start(spec: RunSpec, threads: int) -> _Job:
-    folder = prepare(spec)
-    log = open(folder.path / "train.log", "a")
-    process = subprocess.Popen(worker_command(folder.path, threads), stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
-    return _Job(spec, process, log)
+def _drive(workers: list[_Worker], queue: list[RunSpec], progress: Progress, threads: int, out: IO) -> None:
+    """Hand runs to idle workers and collect answers until the queue is empty and all are idle."""
+    while queue or any(w.spec for w in workers):
+        changed = False
+        for index, worker in enumerate(workers):
+            if worker.spec is None and queue:
+                if worker.process.poll() is not None:
+                    workers[index] = worker = _spawn(threads)
+                worker.give(queue.pop(0))
+                changed = True
+        progress.running = sum(1 for w in workers if w.spec)
+        if changed:
+            print(progress.line(), file=out, flush=True)
+        _collect(workers, progress, out)
 
 
-def _reap(running: list[_Job], progress: Progress, out: IO) -> list[_Job]:
-    """Collect finished workers, update the counts and print the progress line on change."""
-    still = []
-    for job in running:
-        code = job.process.poll()
-        if code is None:
-            still.append(job)
-            continue
-        job.log.close()
-        record = RunFolder(run_dir(job.spec)).read_record()
-        if code == 0 and record.get("status") == "completed":
-            progress.completed += 1
-        else:
-            progress.failed += 1
-            if record.get("status") in (None, "planned", "running"):
-                RunFolder(run_dir(job.spec)).update_record(
-                    status="failed", error=f"worker exited with code {code} without a result; see train.log")
-        progress.flops_done += job.spec.C
-        progress.flops_left -= job.spec.C
-        progress.running = len(running) - 1
-        print(_finished_line(job.spec, record, code), file=out)
-        print(progress.line(), file=out, flush=True)
-    return still
+def _collect(workers: list[_Worker], progress: Progress, out: IO, timeout: float = 0.5) -> None:
+    """Wait briefly for answers; record finished runs and runs whose worker died."""
+    busy = [w for w in workers if w.spec]
+    readable, _, _ = select.select([w.process.stdout for w in busy], [], [], timeout)
+    for worker in busy:
+        if worker.process.stdout in readable:
+            answer = worker.process.stdout.readline()
+            if answer:
+                _finish(worker, int(answer.split()[0]), progress, out)
+                continue
+        code = worker.process.poll()
+        if code is not None:
+            _finish(worker, code if code else 1, progress, out, died=True)
 
 
-def _finished_line(spec: RunSpec, record: dict, code: int) -> str:
+def _finish(worker: _Worker, code: int, progress: Progress, out: IO, died: bool = False) -> None:
+    spec = worker.spec
+    assert spec is not None
+    folder = RunFolder(spec.path)
+    record = folder.read_record()
+    if died and record.get("status") in (None, "planned", "running"):
+        record = folder.update_record(
+            status="failed", error=f"worker process died (exit code {worker.process.returncode}); see train.log")
+    progress.finished(spec.C, time.monotonic() - worker.started, record)
+    if record.get("status") == "completed":
+        progress.completed += 1
+    else:
+        progress.failed += 1
+    worker.spec = None
+    print(_finished_line(spec, record), file=out, flush=True)
+
+
+def _finished_line(spec: RunSpec, record: dict) -> str:
     loss = record.get("loss")
-    loss_text = f"loss {loss:.4f}" if isinstance(loss, float) else (record.get("error") or "").splitlines()[:1]
+    error = (record.get("error") or "").strip().splitlines()
+    detail = f"loss {loss:.4f}" if isinstance(loss, float) else (error[0] if error else "")
     return (f"  {record.get('status', 'failed'):<9} {spec.run_id} w{spec.cfg.model.width} d{spec.cfg.model.depth} "
-            f"D={spec.D:,} {loss_text if isinstance(loss_text, str) else ''.join(loss_text)}")
+            f"D={spec.D:,} {detail}")
 
 
-def _stop(running: list[_Job], grace: float = 60.0) -> None:
-    """Ask workers to stop (SIGINT: they record `interrupted`), then kill stragglers."""
-    for job in running:
-        if job.process.poll() is None:
-            os.killpg(job.process.pid, signal.SIGINT)
-    deadline = time.monotonic() + grace
-    for job in running:
+def _close(workers: list[_Worker]) -> None:
+    """Let idle workers exit (end of input)."""
+    for worker in workers:
+        if worker.process.stdin:
+            worker.process.stdin.close()
+    for worker in workers:
         try:
-            job.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            worker.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(job.process.pid, signal.SIGKILL)
-            job.process.wait()
-        job.log.close()
+            worker.process.kill()
+
+
+def _stop(workers: list[_Worker], grace: float = 60.0) -> None:
+    """Ask workers to stop (SIGINT: their run is recorded `interrupted`), then kill stragglers."""
+    for worker in workers:
+        if worker.process.poll() is None:
+            os.killpg(worker.process.pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for worker in workers:
+        try:
+            worker.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+            worker.process.wait()

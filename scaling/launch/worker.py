@@ -7,7 +7,9 @@ resumed and recorded the same way wherever it runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import yaml
@@ -33,12 +35,48 @@ def train_folder(folder: Path, threads: int | None = None) -> dict:
     return train(spec, loggers_factory=factory)
 
 
+def run_logged(folder: Path, threads: int | None) -> int:
+    """Train one run with this process's stdout and stderr sent to the run's train.log."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(folder / "train.log", "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        record = train_folder(folder, threads)
+        return 0 if record.get("status") in ("completed", None) else 1
+    except Exception:  # already recorded as failed by train(); the traceback goes to train.log
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def serve(threads: int | None) -> int:
+    """Train the run folders named on stdin one after another, answering `CODE FOLDER` per run.
+
+    A long-lived worker pays Python's and torch's start-up once for many small runs.
+    """
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    for line in sys.stdin:
+        if line.strip():
+            folder = Path(line.strip())
+            answers.write(f"{run_logged(folder, threads)} {folder}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit 0 when the run completed, 1 otherwise."""
     parser = argparse.ArgumentParser(prog="python -m scaling.launch.worker")
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=Path, nargs="?", help="the run folder (omit with --serve)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--serve", action="store_true", help="train folders named on stdin, one per line")
     args = parser.parse_args(argv)
+    if args.serve:
+        return serve(args.threads)
+    if args.folder is None:
+        parser.error("give a run folder, or --serve")
     record = train_folder(args.folder, args.threads)
     return 0 if record.get("status") in ("completed", None) else 1
 
