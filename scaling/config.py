@@ -125,6 +125,9 @@ class TrainerConfig:
     threads: Optional[int] = None  # torch intra-op threads (None: torch's default)
     compile: bool = False
     progress: bool = True
+    probe: bool = False  # probe the run's embeddings when it completes (scaling probe)
+    fail_at_step: Optional[int] = None  # fault injection for testing recovery: raise at this step
+    fail_attempts: int = 1  # ... on this many first attempts only (then the run goes through)
 
 
 @dataclass
@@ -178,10 +181,47 @@ class LoggerConfig:
 
 @dataclass
 class LauncherConfig:
-    """local: this machine. ray and slurm add their own keys."""
+    """launcher=local: this machine, `parallel` runs at a time (CPU threads divided)."""
 
     name: str = "local"
     parallel: int = 1
+
+
+@dataclass
+class RayLauncherConfig:
+    """launcher=ray: each run is a Ray Tune trial (owned by scaling/launch/ray.py)."""
+
+    name: str = "ray"
+    parallel: int = 1  # unused by ray; kept so every launcher answers launcher.parallel
+    address: Optional[str] = None  # None: embedded local Ray; "auto" or "ray://host:port": a cluster
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # fractions share a GPU between small runs
+    workers_per_trial: int = 1  # >1: a Ray Train TorchTrainer with Lightning's Ray strategy
+    max_failures: int = 1  # trial retries
+    max_concurrent: Optional[int] = None
+    storage_path: Optional[str] = None  # Ray Tune's experiment folder (default <run.root>/<sweep>/.ray)
+
+
+@dataclass
+class SlurmLauncherConfig:
+    """launcher=slurm: the plan as a SLURM job array (owned by scaling/launch/slurm.py)."""
+
+    name: str = "slurm"
+    parallel: int = 8  # array parallelism (%N)
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    nodes: int = 1
+    gpus_per_node: int = 0
+    tasks_per_node: int = 1  # = devices per node; srun --ntasks-per-node for DDP
+    cpus_per_task: int = 1
+    mem_gb: Optional[float] = None
+    time_min: int = 60
+    signal_delay_s: int = 90  # SIGUSR1 this long before the time limit: checkpoint and requeue
+    max_requeues: int = 3
+    extra_sbatch: list[str] = field(default_factory=list)  # e.g. ["--constraint=a100"]
+    poll_s: float = 5.0
+    log_dir: Optional[str] = None  # default <run.root>/<sweep>/.slurm
 
 
 # ---------------------------------------------------------------------------- sweep
@@ -230,7 +270,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    launcher: Any = None
     sweep: SweepConfig = field(default_factory=SweepConfig)
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = 0
@@ -250,6 +290,8 @@ def register_schemas() -> None:
         ("optim", "optim_schema", OptimConfig),
         ("logger", "logger_schema", LoggerConfig),
         ("launcher", "launcher_schema", LauncherConfig),
+        ("launcher", "ray_schema", RayLauncherConfig),
+        ("launcher", "slurm_schema", SlurmLauncherConfig),
         ("sweep", "sweep_schema", SweepConfig),
     ]:
         cs.store(group=group, name=name, node=node)
@@ -314,11 +356,14 @@ def from_dict(data: dict[str, Any]) -> Config:
     schema = OmegaConf.structured(Config)
     model_cls = {"gpt": GPTConfig, "cnn": CNNConfig, "torchvision": TorchvisionConfig}
     data_cls = {"text": TextDataConfig, "image": ImageDataConfig}
+    launcher_cls = {"local": LauncherConfig, "ray": RayLauncherConfig, "slurm": SlurmLauncherConfig}
+    launcher_name = (data.get("launcher") or {}).get("name", "local")
     merged = OmegaConf.merge(
         schema,
         {
             "model": OmegaConf.structured(model_cls[data["model"]["family"]]),
             "data": OmegaConf.structured(data_cls[data["data"]["kind"]]),
+            "launcher": OmegaConf.structured(launcher_cls[launcher_name]),
         },
     )
     merged = OmegaConf.merge(merged, data)

@@ -20,7 +20,8 @@ _NOT_IDENTITY = {
     "run": None,
     "sweep": None,
     "trainer": {"accelerator", "devices", "num_nodes", "strategy", "num_workers", "threads",
-                "progress", "log_every", "val_every", "checkpoint_every", "compile"},
+                "progress", "log_every", "val_every", "checkpoint_every", "compile", "probe",
+                "fail_at_step", "fail_attempts"},
     "optim": {"grad_accum"},
     "data": {"cache_dir", "root", "download", "default_budget"},
     "budget": None,  # replaced by the resolved data size

@@ -76,6 +76,19 @@ class RunFolder:
         return self.path / "config.yaml"
 
     @property
+    def job_path(self) -> Path:
+        """job.json: what a scheduler said about the run's job (written by the launcher only)."""
+        return self.path / "job.json"
+
+    def read_job(self) -> dict[str, Any]:
+        """The launcher's job info (job_id, job_state, ...), or {}."""
+        return json.loads(self.job_path.read_text()) if self.job_path.exists() else {}
+
+    def write_job(self, **fields: Any) -> None:
+        """Merge fields into job.json atomically (the training process never writes this file)."""
+        atomic_write_text(self.job_path, json.dumps(_json_safe({**self.read_job(), **fields}), indent=2) + "\n")
+
+    @property
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoints"
 
@@ -165,6 +178,11 @@ def record_to_row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _job_columns(folder: RunFolder) -> dict[str, Any]:
+    job = folder.read_job()
+    return {k: job[k] for k in ("job_id", "job_state") if k in job}
+
+
 def load_runs(source: Path | str, curves: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """The run table (one row per run) from run folders or a CSV/Parquet file.
 
@@ -177,7 +195,7 @@ def load_runs(source: Path | str, curves: bool = False) -> pd.DataFrame | tuple[
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist; give a sweep folder (runs/NAME) or a CSV/Parquet file")
     folders = find_run_folders(source)
-    rows = [record_to_row(f.read_record()) for f in folders]
+    rows = [{**record_to_row(f.read_record()), **_job_columns(f)} for f in folders]
     table = pd.DataFrame(rows, columns=None if rows else TABLE_COLUMNS)
     if not curves:
         return table

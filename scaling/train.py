@@ -134,6 +134,21 @@ class AtomicCheckpoint(pl.Callback):
             self.save(trainer)
 
 
+class InjectedFailure(RuntimeError):
+    """A failure asked for by trainer.fail_at_step (for testing recovery)."""
+
+
+class FailAtStep(pl.Callback):
+    """Raise at a given optimizer step on the first `attempts` attempts of a run (fault injection)."""
+
+    def __init__(self, step: int, attempts: int, attempt: int):
+        self.step, self.active = step, attempt <= attempts
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.active and trainer.global_step >= self.step:
+            raise InjectedFailure(f"injected failure at step {trainer.global_step} (trainer.fail_at_step)")
+
+
 class RecordMetrics(pl.Callback):
     """Writes metrics.csv (one row per logged step) and keeps record.json's progress fields."""
 
@@ -213,11 +228,15 @@ def versions() -> dict[str, str]:
             "python": sys.version.split()[0]}
 
 
-def make_trainer(spec: RunSpec, callbacks: list[pl.Callback], loggers: Any = False) -> pl.Trainer:
-    """The Lightning Trainer for a run: devices, precision, steps and validation cadence."""
+def make_trainer(spec: RunSpec, callbacks: list[pl.Callback], loggers: Any = False,
+                 overrides: Optional[dict[str, Any]] = None) -> pl.Trainer:
+    """The Lightning Trainer for a run: devices, precision, steps and validation cadence.
+
+    `overrides` replace Trainer arguments (a launcher's strategy, plugins or environment).
+    """
     cfg = spec.cfg
     precision = "32-true" if str(cfg.trainer.precision) == "32" else cfg.trainer.precision
-    return pl.Trainer(
+    kwargs = dict(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
         strategy=cfg.trainer.strategy, precision=precision, max_steps=spec.steps, max_epochs=-1,
         accumulate_grad_batches=cfg.optim.grad_accum, gradient_clip_val=cfg.optim.grad_clip or None,
@@ -227,6 +246,8 @@ def make_trainer(spec: RunSpec, callbacks: list[pl.Callback], loggers: Any = Fal
         callbacks=callbacks, default_root_dir=str(Path(cfg.run.root) / cfg.sweep.name),
         use_distributed_sampler=True, deterministic=False,
     )
+    kwargs.update(overrides or {})
+    return pl.Trainer(**kwargs)
 
 
 def micro_batch_size(spec: RunSpec, world_size: int) -> int:
@@ -247,10 +268,12 @@ def checkpoint_step(path: Path) -> int:
 
 
 def train(spec: RunSpec, loggers_factory: Optional[Callable[[RunSpec], Any]] = None,
-          extra_callbacks: Optional[list[pl.Callback]] = None) -> dict[str, Any]:
+          extra_callbacks: Optional[list[pl.Callback]] = None,
+          trainer_overrides: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Train one run into its folder: skip if completed, resume if a checkpoint exists.
 
     Returns the final record. Raises on failure after recording it (status failed or diverged).
+    `trainer_overrides` go to the Lightning Trainer (launchers use them for strategy and plugins).
     """
     from scaling.data import build_data
     from scaling.models import build_model
@@ -271,8 +294,11 @@ def train(spec: RunSpec, loggers_factory: Optional[Callable[[RunSpec], Any]] = N
     recorder = RecordMetrics(folder, spec, start, float(previous.get("wall_time") or 0.0) if start else 0.0)
     checkpoint = AtomicCheckpoint(folder, cfg.trainer.checkpoint_every)
     callbacks = [recorder, checkpoint, *(extra_callbacks or [])]
+    if cfg.trainer.fail_at_step is not None:
+        attempt = int(previous.get("attempts") or 0) + 1
+        callbacks.append(FailAtStep(cfg.trainer.fail_at_step, cfg.trainer.fail_attempts, attempt))
     loggers = loggers_factory(spec) if loggers_factory else False
-    trainer = make_trainer(spec, callbacks, loggers)
+    trainer = make_trainer(spec, callbacks, loggers, trainer_overrides)
     if trainer.is_global_zero:
         folder.write_config(to_yaml(cfg))
         folder.write_record(initial_record(spec, previous, start, trainer))
@@ -356,5 +382,6 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*smaller than the logging interval.*",
                     ".*exists and is not empty.*", ".*checkpoint that ended before the epoch ended.*",
-                    ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*GPU available but not used.*"):
+                    ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*GPU available but not used.*",
+                    ".*`srun` command is available on your system but is not used.*"):
         warnings.filterwarnings("ignore", message=pattern)

@@ -15,14 +15,18 @@ from scaling.store import RunFolder
 
 
 def prepare(spec: RunSpec) -> RunFolder:
-    """Write a run's config.yaml and a `planned` record unless the run already has a record."""
+    """Write a run's config.yaml (and a `planned` record for a new run) before a launcher starts it.
+
+    The config is rewritten for every run that is not completed: fields outside the run's
+    identity (threads, logger, fault injection) may change between attempts.
+    """
     folder = RunFolder(spec.path)
+    if folder.status == "completed":
+        return folder
+    folder.write_config(to_yaml(spec.cfg))
     if not folder.exists():
-        folder.write_config(to_yaml(spec.cfg))
         folder.write_record({**spec.summary(), "status": "planned", "unit": spec.unit,
                              "flops_per_unit": spec.flops_per_unit, "budget_flops": spec.cfg.budget.flops})
-    elif not folder.config_path.exists():
-        folder.write_config(to_yaml(spec.cfg))
     return folder
 
 
@@ -52,27 +56,25 @@ class Progress:
     parallel: int = 1
     flops_left: float = 0.0
     runs_left: int = 0
-    _train_flops: float = 0.0
-    _train_seconds: float = 0.0
-    _overhead: list[float] = field(default_factory=list)
+    _times: list[tuple[float, float]] = field(default_factory=list)  # (C, seconds) of ended runs
 
     def finished(self, flops: float, elapsed: float, record: dict[str, Any]) -> None:
-        """Account for a run that ended after `elapsed` seconds (its record has its train time)."""
-        train_seconds = float(record.get("wall_time") or 0.0)
-        if train_seconds > 0 and record.get("status") == "completed":
-            self._train_flops += flops
-            self._train_seconds += train_seconds
-            self._overhead.append(max(0.0, elapsed - train_seconds))
+        """Account for a run that ended after `elapsed` seconds."""
+        if record.get("status") == "completed":
+            self._times.append((flops, elapsed))
         self.flops_left -= flops
         self.runs_left -= 1
 
     def eta(self) -> float:
-        """Seconds left: start-up overhead per run plus FLOPs at the rate achieved so far."""
-        if self._train_seconds <= 0:
+        """Seconds left, from a fit of seconds = a + b * C over the runs that ended so far.
+
+        The constant covers start-up and per-step overhead (which dominate tiny runs), the
+        slope the FLOPs (which dominate big ones); with one run, its rate alone.
+        """
+        if not self._times:
             return math.nan
-        rate = self._train_flops / self._train_seconds
-        overhead = sum(self._overhead) / len(self._overhead)
-        return (self.runs_left * overhead + self.flops_left / rate) / max(1, self.parallel)
+        a, b = overhead_and_rate(self._times)
+        return (self.runs_left * a + self.flops_left * b) / max(1, self.parallel)
 
     def line(self) -> str:
         """`[name] 3/12 completed · 0 failed · 1 running · 8 remaining · ETA 2m05s`."""
@@ -81,6 +83,22 @@ class Progress:
         eta_text = "ETA --" if math.isnan(eta) else f"ETA {format_seconds(eta)}"
         return (f"[{self.name}] {self.completed}/{self.total} completed · {self.failed} failed · "
                 f"{self.running} running · {remaining} remaining · {eta_text}")
+
+
+def overhead_and_rate(times: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares (a, b) >= 0 of seconds = a + b * flops over (flops, seconds) pairs."""
+    import numpy as np
+
+    flops = np.array([t[0] for t in times], dtype=float)
+    seconds = np.array([t[1] for t in times], dtype=float)
+    if len(times) < 2 or np.ptp(flops) <= 0:
+        return 0.0, float(seconds.sum() / max(flops.sum(), 1e-30))
+    b, a = np.polyfit(flops, seconds, 1)
+    if a < 0:
+        return 0.0, float(seconds.sum() / flops.sum())
+    if b < 0:
+        return float(seconds.mean()), 0.0
+    return float(a), float(b)
 
 
 def format_seconds(seconds: float) -> str:
