@@ -179,13 +179,19 @@ def cmd_status(argv: Sequence[str]) -> int:
     return print_status(args.sweep_dir)
 
 
-def cmd_fit(argv: Sequence[str]) -> int:
-    """Fit scaling laws (scaling.analysis.command)."""
-    from scaling.analysis.command import configure_fit_parser, run_fit
+def _subcommand(prog: str, description: str, module: str, configure: str, run: str) -> Callable[[Sequence[str]], int]:
+    """A subcommand whose argparse options and body live in `module` (imported on use)."""
 
-    parser = argparse.ArgumentParser(prog="scaling fit", description="fit a scaling law to a run table")
-    configure_fit_parser(parser)
-    return run_fit(parser.parse_args(argv))
+    def command(argv: Sequence[str]) -> int:
+        import importlib
+
+        target = importlib.import_module(module)
+        parser = argparse.ArgumentParser(prog=f"scaling {prog}", description=description)
+        getattr(target, configure)(parser)
+        return getattr(target, run)(parser.parse_args(argv))
+
+    command.__doc__ = description
+    return command
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
@@ -193,7 +199,14 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "plan": cmd_plan,
     "sweep": cmd_sweep,
     "status": cmd_status,
-    "fit": cmd_fit,
+    "fit": _subcommand("fit", "fit a scaling law to a sweep folder or a CSV/Parquet run table",
+                       "scaling.analysis.command", "configure_fit_parser", "run_fit"),
+    "report": _subcommand("report", "figures and a self-contained HTML report of a sweep or table",
+                          "scaling.report_command", "configure_report_parser", "run_report"),
+    "probe": _subcommand("probe", "embedding-space metrics and pictures of trained runs",
+                         "scaling.probes.command", "configure_probe_parser", "run_probe"),
+    "pull": _subcommand("pull", "rebuild the run table from Weights & Biases",
+                        "scaling.pull_command", "configure_pull_parser", "run_pull"),
 }
 
 
