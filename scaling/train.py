@@ -383,5 +383,6 @@ def quiet_lightning() -> None:
     for pattern in (".*does not have many workers.*", ".*smaller than the logging interval.*",
                     ".*exists and is not empty.*", ".*checkpoint that ended before the epoch ended.*",
                     ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*GPU available but not used.*",
-                    ".*`srun` command is available on your system but is not used.*"):
+                    ".*`srun` command is available on your system but is not used.*",
+                    ".*Using `DistributedSampler` with the dataloaders. During `trainer.validate\(\)`.*"):
         warnings.filterwarnings("ignore", message=pattern)
