@@ -1,0 +1,136 @@
+"""A parametric law fitted to a run table: hygiene, the multi-start fit, diagnostics, bootstrap."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from scaling.analysis.bootstrap import bootstrap_law, percentile_intervals
+from scaling.analysis.fitting import CONVERGED, MAX_ITER, NOT_FINITE, STALLED, LawFit, fit_law
+from scaling.analysis.hygiene import (AnalysisError, centred_correlation, clean, identification_warnings,
+                                      run_labels, sample_correlation, strongest_correlation)
+from scaling.analysis.laws import ONE_VARIABLE, Law, get_law
+from scaling.analysis.result import FitResult
+from scaling.analysis.table import log_columns
+
+LBFGS_OPTIONS = ("memory", "max_iter", "ftol", "gtol", "c1", "max_backtracks")
+
+
+def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible: bool = True, delta: float = 1e-3,
+                   grid: Mapping[str, Any] | None = None, starts: np.ndarray | None = None,
+                   weights: str | Sequence[float] | None = None, bootstrap: int = 0, seed: int = 0,
+                   level: float = 0.95, clusters: str | None = None, boot_starts: int = 3,
+                   corr_threshold: float = 0.99, **lbfgs_options: Any) -> FitResult:
+    """Fit law `law` to the usable runs of `frame` (Huber on log loss, L-BFGS from a grid of starts).
+
+    `weights` is a column name or one weight per row; `bootstrap` > 0 adds percentile intervals
+    from that many resamples of runs (of whole `clusters` when given a column name).
+    """
+    _check_options(lbfgs_options)
+    model = get_law(law, irreducible=irreducible)
+    kept, excluded = clean(frame, (*model.variables, "loss"), f"law {law}", min_points=model.n_params + 1)
+    logx, logy = log_columns(kept, model.variables), np.log(kept["loss"].to_numpy(dtype=float))
+    w = _weights(frame, kept, weights)
+    started = time.perf_counter()
+    law_fit = fit_law(model, logx, logy, delta=delta, weights=w, starts=starts, grid=grid, **lbfgs_options)
+    seconds = time.perf_counter() - started
+    result = _result(model, law_fit, kept, excluded, logx, logy, irreducible, seconds)
+    corr = centred_correlation(model, law_fit.theta, logx, w)
+    if bootstrap:
+        cluster_labels = kept[clusters].to_numpy() if clusters else None
+        corr = _add_bootstrap(result, law_fit, logx, logy, w, bootstrap, seed, level, cluster_labels, boot_starts,
+                              lbfgs_options)
+        result.bootstrap["clusters"] = clusters
+    _add_diagnostics(result, model, corr, corr_threshold, bootstrap > 0, kept["loss"].to_numpy(dtype=float))
+    return result
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    unknown = [k for k in options if k not in LBFGS_OPTIONS]
+    if unknown:
+        raise TypeError(f"unknown fit option(s) {', '.join(unknown)}")
+
+
+def _weights(frame: pd.DataFrame, kept: pd.DataFrame, weights: str | Sequence[float] | None) -> np.ndarray | None:
+    if weights is None:
+        return None
+    if isinstance(weights, str):
+        if weights not in kept.columns:
+            raise AnalysisError(f"weights column {weights!r} is not in the table")
+        w = kept[weights].to_numpy(dtype=float)
+    else:
+        w = pd.Series(np.asarray(weights, dtype=float), index=frame.index).loc[kept.index].to_numpy()
+    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise AnalysisError("weights must be finite, non-negative and not all zero")
+    return w
+
+
+def _result(model: Law, law_fit: LawFit, kept: pd.DataFrame, excluded: list[dict], logx: dict, logy: np.ndarray,
+            irreducible: bool, seconds: float) -> FitResult:
+    pred, _ = model.forward(law_fit.theta[None, :], logx)
+    status = law_fit.minima.status
+    fit_info = {"method": "Huber on log loss, batched L-BFGS from a grid of starts", "delta": law_fit.delta,
+                "starts": law_fit.n_starts, "starts_at_best": law_fit.n_at_best(),
+                "converged": int((status == CONVERGED).sum()), "stalled": int((status == STALLED).sum()),
+                "max_iter": int((status == MAX_ITER).sum()), "not_finite": int((status == NOT_FINITE).sum()),
+                "evaluations": law_fit.minima.evaluations, "seconds": seconds}
+    result = FitResult(law=model.name, params=law_fit.params, n_points=len(kept), objective=law_fit.objective,
+                       formula=model.formula, residuals=logy - pred[0], runs=run_labels(kept), excluded=excluded,
+                       law_options={"irreducible": irreducible} if model.name in ONE_VARIABLE else {},
+                       fit_info=fit_info)
+    allocation = model.allocation(result.params)
+    if allocation:
+        result.a, result.b, result.G = allocation["a"], allocation["b"], allocation["G"]
+    return result
+
+
+def _add_bootstrap(result: FitResult, law_fit: LawFit, logx: dict, logy: np.ndarray, w: np.ndarray | None,
+                   replicates: int, seed: int, level: float, clusters: np.ndarray | None, boot_starts: int,
+                   lbfgs_options: Mapping[str, Any]) -> np.ndarray:
+    """Fill ci, samples and bootstrap info; return the bootstrap correlation matrix."""
+    model = law_fit.law
+    started = time.perf_counter()
+    draws, failed = bootstrap_law(law_fit, logx, logy, replicates, seed=seed, weights=w, clusters=clusters,
+                                  n_starts=boot_starts, **lbfgs_options)
+    if len(draws) < 2:
+        raise AnalysisError(f"bootstrap: only {len(draws)} of {replicates} replicates could be fitted")
+    values = {k: np.asarray(v) for k, v in model.to_params(draws).items()}
+    if result.has_allocation:
+        per_draw = [model.allocation({k: v[i] for k, v in values.items()}) for i in range(len(draws))]
+        values.update({k: np.array([d[k] for d in per_draw]) for k in ("a", "b", "G")})
+    result.sample_names = list(values)
+    result.samples = np.column_stack([values[k] for k in result.sample_names])
+    result.ci, result.level = percentile_intervals(values, level), level
+    result.bootstrap = {"replicates": replicates, "failed": failed, "level": level, "seed": seed,
+                        "method": "percentile, runs resampled with replacement",
+                        "seconds": time.perf_counter() - started}
+    return sample_correlation(model, draws, logx)
+
+
+def _add_diagnostics(result: FitResult, model: Law, corr: np.ndarray, threshold: float, from_bootstrap: bool,
+                     loss: np.ndarray) -> None:
+    names = list(model.param_names)
+    result.correlation = {"names": names, "matrix": corr.tolist(),
+                          "source": "bootstrap draws" if from_bootstrap else "Gauss-Newton at the optimum",
+                          "note": "scale parameters taken at the centre of the data",
+                          "strongest": strongest_correlation(corr, names), "threshold": threshold}
+    result.warnings += identification_warnings(corr, names, threshold)
+    result.warnings += sanity_warnings(result, model, loss)
+
+
+def sanity_warnings(result: FitResult, model: Law, loss: np.ndarray) -> list[str]:
+    """Plain-language warnings about a fitted law: negative exponents, a vanishing E, a lonely optimum."""
+    out = []
+    for name in model.param_names:
+        if name.startswith("alpha") or name == "beta":
+            if result.params[name] < 0:
+                out.append(f"{name} = {result.params[name]:.3g} is negative: the loss grows with scale in this fit")
+    if "E" in result.params and result.params["E"] < 1e-3 * float(np.min(loss)):
+        out.append("E collapsed to ~0: the data show no irreducible loss (try the pure power law, irreducible=False / --no-E)")
+    info = result.fit_info
+    if info["starts"] >= 10 and info["starts_at_best"] == 1:
+        out.append(f"the best optimum was reached from 1 of {info['starts']} starts: widen the grid to be sure it is global")
+    return out

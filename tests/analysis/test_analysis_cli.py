@@ -1,0 +1,99 @@
+"""`scaling fit` (configure_fit_parser / run_fit) on CSV files and sweep folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from scaling.analysis.command import configure_fit_parser, run_fit
+from scaling.analysis.synthetic import isoflop_table, training_curves
+
+
+def scaling_fit(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scaling fit")
+    configure_fit_parser(parser)
+    return run_fit(parser.parse_args(argv))
+
+
+@pytest.fixture(scope="module")
+def csv_path(tmp_path_factory):
+    # a table as someone else would write it: other column names, no D, one failed run
+    table = isoflop_table(seed=0).rename(columns={"N": "Model Size", "C": "Training FLOP"}).drop(columns=["D"])
+    table.loc[0, "status"] = "failed"
+    path = tmp_path_factory.mktemp("cli") / "runs.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
+COLUMNS = "N=Model Size,C=Training FLOP,loss=loss"
+
+
+def test_json_output(csv_path, capsys):
+    assert scaling_fit([str(csv_path), "--columns", COLUMNS, "--json", "--holdout", "2", "--bootstrap", "50"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["law"] == "chinchilla"
+    assert set(out["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert {"ci", "n_points", "objective", "excluded", "a", "b", "G"} <= set(out)
+    assert out["n_points"] == 62
+    assert out["excluded"] == [{"run": "b0-n0-s0", "reason": "status failed"}]
+    assert set(out["ci"]) >= {"E", "A", "B", "alpha", "beta", "a", "b", "G"}
+    assert out["backtest"]["held_out"] == 2 and out["backtest"]["mean_abs_rel_error"] < 0.05
+    assert "D derived as C / (6 N)" in out["fit"]["notes"]
+
+
+def test_readable_table(csv_path, capsys):
+    assert scaling_fit([str(csv_path), "--columns", COLUMNS, "--law", "isoflop"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("law isoflop") and "left out: b0-n0-s0: status failed" in out
+
+
+def test_compare(csv_path, capsys):
+    assert scaling_fit([str(csv_path), "--columns", COLUMNS, "--compare"]) == 0
+    out = capsys.readouterr().out
+    assert "chinchilla" in out and "isoflop" in out and "agree" in out
+
+
+def test_predict_and_where(csv_path, capsys):
+    assert scaling_fit([str(csv_path), "--columns", COLUMNS, "--where", "budget >= 2", "--predict", "1e22,1e23",
+                        "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_points"] == 45 and [p["C"] for p in out["predictions"]] == [1e22, 1e23]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["missing.csv"], "does not exist"),
+    (["{csv}"], "needs column(s) N, D"),
+    (["{csv}", "--columns", "N=Nope"], "not in the table"),
+    (["{csv}", "--columns", COLUMNS, "--where", "nope >"], "--where"),
+    (["{csv}", "--columns", COLUMNS, "--law", "envelope"], "needs per-step curves"),
+    (["{csv}", "--columns", COLUMNS, "--where", "budget == 0 and width < 4"], "needs at least 6 usable runs"),
+])
+def test_errors_are_one_line_and_exit_2(csv_path, capsys, argv, message):
+    argv = [a.replace("{csv}", str(csv_path)) for a in argv]
+    assert scaling_fit(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("scaling fit: error:")
+
+
+def test_sweep_folder_with_curves(tmp_path, capsys):
+    store = pytest.importorskip("scaling.store")
+    runs, curves = training_curves(noise=0.002)
+    sweep = tmp_path / "runs" / "ladder"
+    for run in runs.to_dict(orient="records"):
+        folder = store.RunFolder(sweep / run["run_id"])
+        folder.path.mkdir(parents=True)
+        folder.write_record({**run, "sweep": "ladder", "seed": 0})
+        rows = curves[curves["run_id"] == run["run_id"]].drop(columns="run_id")
+        folder.write_metrics(rows.to_dict(orient="records"))
+    failed = store.RunFolder(sweep / "broken")
+    failed.path.mkdir()
+    failed.write_record({"run_id": "broken", "status": "failed", "error": "CUDA out of memory"})
+    assert scaling_fit([str(sweep), "--law", "envelope", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["a"] == pytest.approx(0.4516, abs=0.03)
+    assert {"run": "broken", "reason": "status failed"} in out["excluded"]
+    assert scaling_fit([str(sweep), "--law", "compute", "--holdout", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["backtest"]["held_out"] == 2 and out["backtest"]["decades"] > 0
