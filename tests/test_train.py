@@ -78,3 +78,12 @@ def test_sigkill_then_resume_from_checkpoint(runs_root, tmp_path):
     assert record["attempts"] == 2
     steps = pd.read_csv(folder.metrics_path)["step"]
     assert steps.is_monotonic_increasing and steps.iloc[-1] == spec.steps  # no duplicated rows
+
+
+def test_gradient_accumulation_keeps_the_global_batch(runs_root):
+    cfg = tiny(TINY_GPT, runs_root, "data.name=pystdlib", "budget.tokens=8192", "optim.grad_accum=2")
+    spec = plan_run(cfg)
+    assert spec.steps == 8192 // (8 * 32) and spec.units_per_step == 8 * 32
+    record = train(spec)
+    assert record["status"] == "completed" and record["step"] == spec.steps
+    assert pd.read_csv(RunFolder(spec.path).metrics_path)["D_seen"].iloc[-1] == spec.D
