@@ -54,10 +54,10 @@ def test_plan_is_deterministic_and_rules_apply():
     first = plan_sweep(["experiment=quickstart"])
     second = plan_sweep(["experiment=quickstart"])
     assert [r.run_id for r in first.runs] == [r.run_id for r in second.runs]
-    assert len(first.runs) == 12 and len({r.N for r in first.runs}) >= 6
+    assert len(first.runs) == 18 and len({r.N for r in first.runs}) >= 6 and len({r.D for r in first.runs}) >= 2
     assert max(r.N for r in first.runs) / min(r.N for r in first.runs) >= 10
     depths = {r.cfg.model.width: r.cfg.model.depth for r in first.runs}
-    assert depths[32] == 1 and depths[64] == 2 and depths[128] == 4
+    assert depths[32] == 1 and depths[64] == 2 and depths[96] == 3
 
 
 def _sweep(runs_root, *more):

@@ -1,0 +1,106 @@
+"""`scaling report SOURCE -o DIR`: figures (PNG, SVG) and a self-contained HTML report of a sweep.
+
+    scaling report runs/quickstart -o report
+    scaling report runs.parquet -o report --law compute --target-flops 1e18
+
+SOURCE is a sweep folder, a CSV/Parquet run table, or a table pulled from W&B (`scaling pull`).
+Errors (no such source, a table without N, D, C or loss) are one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from scaling.analysis.hygiene import AnalysisError
+from scaling.analysis.laws import LAW_NAMES
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (write FLOPs like 1e18)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def configure_report_parser(parser: argparse.ArgumentParser) -> None:
+    """Add `scaling report`'s arguments to parser."""
+    parser.add_argument("source", help="a sweep folder (runs/NAME), a CSV/Parquet run table, or a pulled W&B table")
+    parser.add_argument("-o", "--output", default="report", help="folder for report.html and the figures "
+                                                                 "(default: report)")
+    parser.add_argument("--law", default="chinchilla", choices=LAW_NAMES,
+                        help="the law whose frontier the report draws (default chinchilla: L(N, D))")
+    parser.add_argument("--target-flops", type=_positive_float, metavar="C",
+                        help="extrapolate the frontier to this compute (default: the power of ten at least 10x "
+                             "the largest run)")
+    parser.add_argument("--bootstrap", type=int, default=200, metavar="B",
+                        help="bootstrap replicates for the confidence bands (default 200; 0 for none)")
+    parser.add_argument("--holdout", type=int, metavar="K",
+                        help="backtest on the K most expensive runs (default: a sixth of the runs)")
+    parser.add_argument("--columns", help="rename the table's columns: 'N=Model Size,C=Training FLOP,loss=loss'")
+    parser.add_argument("--where", help="keep only rows matching a pandas query, e.g. \"family == 'gpt'\"")
+    parser.add_argument("--title", help="the report's title (default: Scaling report: SWEEP)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Run `scaling report`; 0 on success, 2 with one line on stderr for a bad source or request."""
+    from scaling.analysis.figures import analyse, target_prediction
+    from scaling.analysis.report import write_report
+    from scaling.analysis.table import read_source
+
+    if args.bootstrap < 0 or (args.holdout is not None and args.holdout < 0):
+        return _error("--bootstrap and --holdout take a count >= 0")
+    try:
+        source = read_source(args.source, columns=args.columns, where=args.where, curves=True)
+    except (AnalysisError, FileNotFoundError) as error:
+        return _error(str(error))
+    missing = [c for c in ("N", "D", "C", "loss") if c not in source.runs.columns]
+    if missing:
+        return _error(f"{args.source} has no column {', '.join(missing)}; a run table needs N, D, C and loss "
+                      "(rename with --columns 'N=...,C=...,loss=...')")
+    an = analyse(source.runs, source.curves, args.law, target_flops=args.target_flops, bootstrap=args.bootstrap,
+                 holdout=args.holdout, seed=args.seed)
+    written = write_report(an, args.output, str(args.source), args.title)
+    for line in summary_lines(an, target_prediction(an)):
+        print(line)
+    print(f"wrote {written['html']} and {len(written['figures'])} figure files in {Path(args.output)}")
+    return 0
+
+
+def summary_lines(an, target) -> list[str]:
+    """What `scaling report` prints: the runs, the fit, the prediction at the target, the backtest."""
+    from scaling.analysis.figures import fmt_count, fmt_flops
+
+    sweeps = sorted(map(str, an.runs["sweep"].dropna().unique())) if "sweep" in an.runs.columns else []
+    lines = [f"{len(an.runs)} runs ({len(an.usable)} completed with a loss) from "
+             f"{'sweep ' + ', '.join(sweeps) if sweeps else 'the table'}"]
+    if an.main is None:
+        lines.append(f"no {an.law} fit: {an.errors.get(an.law, '')}")
+        return lines
+    ci = an.main.ci.get("a") if an.main.ci else None
+    allocation = f", N_opt ∝ C^{an.main.a:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") \
+        if an.main.a is not None else ""
+    lines.append(f"{an.law} fit of {an.main.n_points} runs{allocation}")
+    if target and "loss" in target:
+        interval = f" [{target['lo']:.3f}, {target['hi']:.3f}]" if target.get("lo") == target.get("lo") else ""
+        sizes = f", N_opt {fmt_count(target['N_opt'])}, D_opt {fmt_count(target['D_opt'])}" if "N_opt" in target else ""
+        lines.append(f"at C = {fmt_flops(target['C'])}: predicted loss {target['loss']:.3f}{interval}{sizes}")
+    bt = an.main.backtest
+    if bt:
+        decades = f" over {bt['decades']:.2f} decades of compute" if bt.get("decades") is not None else ""
+        lines.append(f"backtest: {bt['held_out']} most expensive runs predicted within "
+                     f"{bt['mean_abs_rel_error']:.2%} on average{decades}")
+    for name in ("isoflop", "envelope"):
+        if name in an.approaches and an.approaches[name].a is not None:
+            lines.append(f"{name}: N_opt ∝ C^{an.approaches[name].a:.3f}")
+    return lines
+
+
+def _error(message: str) -> int:
+    print(f"scaling report: error: {message}", file=sys.stderr)
+    return 2
