@@ -53,7 +53,7 @@ def chinchilla_allocation(A: float, B: float, alpha: float, beta: float) -> dict
     G = (alpha A / (beta B))^(1 / (alpha + beta)), a = beta / (alpha + beta), b = alpha / (alpha + beta).
     """
     total = alpha + beta
-    G = math.exp((math.log(alpha * A) - math.log(beta * B)) / total) if alpha > 0 and beta > 0 else math.nan
+    G = math.exp((math.log(alpha * A) - math.log(beta * B)) / total) if min(alpha, beta, A, B) > 0 else math.nan
     return {"a": beta / total, "b": alpha / total, "G": G}
 
 
@@ -234,7 +234,9 @@ class SumOfPowers(Law):
         return out
 
     def from_params(self, params: Mapping[str, float]) -> Array:
-        return np.array([math.log(params[p]) if f != p else float(params[p])
+        # max(): a bootstrap draw can underflow E (or A, B) to exactly 0.0; its log is then very
+        # negative rather than a math domain error.
+        return np.array([math.log(max(params[p], 1e-300)) if f != p else float(params[p])
                          for f, p in zip(self.fit_names, self.param_names)])
 
     def allocation(self, params: Mapping[str, float]) -> dict[str, float] | None:
