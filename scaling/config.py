@@ -200,6 +200,11 @@ class RayLauncherConfig:
     max_failures: int = 1  # trial retries
     max_concurrent: Optional[int] = None
     storage_path: Optional[str] = None  # Ray Tune's experiment folder (default <run.root>/<sweep>/.ray)
+    # Learning-rate search per planned run (empty: off): each run is trained at every lr listed,
+    # ASHA stops the poor ones early, and the best per run is marked in the records.
+    tune_lr: list[float] = field(default_factory=list)
+    tune_reduction_factor: float = 3.0  # ASHA keeps 1/this of the trials at each milestone
+    tune_grace_steps: Optional[int] = None  # first ASHA milestone in optimizer steps (default trainer.val_every)
 
 
 @dataclass
@@ -218,9 +223,10 @@ class SlurmLauncherConfig:
     mem_gb: Optional[float] = None
     time_min: int = 60
     signal_delay_s: int = 90  # SIGUSR1 this long before the time limit: checkpoint and requeue
-    max_requeues: int = 3
+    max_requeues: int = 3  # requeues on that signal, at most (counted by SLURM_RESTART_COUNT)
     extra_sbatch: list[str] = field(default_factory=list)  # e.g. ["--constraint=a100"]
-    poll_s: float = 5.0
+    poll_s: float = 5.0  # seconds between squeue polls of the attached sweep
+    unreachable_s: float = 300.0  # give up (runs recorded failed) when squeue fails this long
     log_dir: Optional[str] = None  # default <run.root>/<sweep>/.slurm
 
 

@@ -15,8 +15,12 @@ from pathlib import Path
 import yaml
 
 
-def train_folder(folder: Path, threads: int | None = None) -> dict:
-    """Rebuild the RunSpec from the folder's config.yaml and train it (resuming if possible)."""
+def train_folder(folder: Path, threads: int | None = None, extra_callbacks: list | None = None,
+                 trainer_overrides: dict | None = None) -> dict:
+    """Rebuild the RunSpec from the folder's config.yaml and train it (resuming if possible).
+
+    `extra_callbacks` and `trainer_overrides` go to train() (a launcher's reporting and strategy).
+    """
     from scaling.config import from_dict
     from scaling.plan import plan_run
     from scaling.train import train
@@ -32,7 +36,7 @@ def train_folder(folder: Path, threads: int | None = None) -> dict:
         from scaling.tracking import make_loggers
 
         factory = make_loggers
-    return train(spec, loggers_factory=factory)
+    return train(spec, loggers_factory=factory, extra_callbacks=extra_callbacks, trainer_overrides=trainer_overrides)
 
 
 def run_logged(folder: Path, threads: int | None) -> int:
@@ -72,7 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folder", type=Path, nargs="?", help="the run folder (omit with --serve)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--serve", action="store_true", help="train folders named on stdin, one per line")
+    parser.add_argument("--slurm", action="store_true", help="run as a task of a SLURM job (launcher=slurm)")
     args = parser.parse_args(argv)
+    if args.slurm and args.folder is not None:
+        from scaling.launch.preempt import PreemptSignal
+
+        flag = PreemptSignal().install()  # before torch loads: an early signal must not kill the job
+        from scaling.launch.slurm_job import run_task
+
+        return run_task(args.folder, args.threads, os.environ, flag)
     if args.serve:
         return serve(args.threads)
     if args.folder is None:
