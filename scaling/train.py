@@ -384,5 +384,5 @@ def quiet_lightning() -> None:
                     ".*exists and is not empty.*", ".*checkpoint that ended before the epoch ended.*",
                     ".*LeafSpec.*", ".*isinstance.*treespec.*", ".*GPU available but not used.*",
                     ".*`srun` command is available on your system but is not used.*",
-                    ".*Using `DistributedSampler` with the dataloaders. During `trainer.validate\(\)`.*"):
+                    r".*Using `DistributedSampler` with the dataloaders. During `trainer.validate\(\)`.*"):
         warnings.filterwarnings("ignore", message=pattern)
