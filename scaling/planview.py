@@ -12,8 +12,8 @@ from scaling.plan import Plan
 from scaling.store import load_runs
 
 
-def measured_flops_per_second(runs_root: Path | str) -> Optional[tuple[float, str]]:
-    """The median training FLOP rate of completed runs under runs_root, if there are any."""
+def measured_flops_per_second(runs_root: Path | str, family: Optional[str] = None) -> Optional[tuple[float, str]]:
+    """The median training FLOP rate of completed runs (of one model family) under runs_root."""
     root = Path(runs_root)
     if not root.exists():
         return None
@@ -21,10 +21,12 @@ def measured_flops_per_second(runs_root: Path | str) -> Optional[tuple[float, st
     if table.empty or "wall_time" not in table:
         return None
     done = table[(table["status"] == "completed") & (table["wall_time"] > 0)]
+    if family is not None:
+        done = done[done["family"] == family]
     if done.empty:
         return None
     rate = float((done["C"] / done["wall_time"]).median())
-    return rate, f"median of {len(done)} completed runs under {root}"
+    return rate, f"median of {len(done)} completed {family or ''} runs under {root}".replace("  ", " ")
 
 
 def matmul_flops_per_second(seconds: float = 0.3, efficiency: float = 0.3) -> tuple[float, str]:
@@ -46,8 +48,10 @@ def flop_rate(plan: Plan, override: Optional[float] = None) -> tuple[float, str]
     """FLOP/s used for time estimates: configured, else measured from past runs, else benchmarked."""
     if override:
         return override, "sweep.flops_per_second"
-    root = plan.runs[0].cfg.run.root if plan.runs else "runs"
-    return measured_flops_per_second(root) or matmul_flops_per_second()
+    if not plan.runs:
+        return matmul_flops_per_second()
+    cfg = plan.runs[0].cfg
+    return measured_flops_per_second(cfg.run.root, cfg.model.family) or matmul_flops_per_second()
 
 
 def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:

@@ -69,9 +69,9 @@ class Progress:
         """Seconds left, from a fit of seconds = a + b * C over the runs that ended so far.
 
         The constant covers start-up and per-step overhead (which dominate tiny runs), the
-        slope the FLOPs (which dominate big ones); with one run, its rate alone.
+        slope the FLOPs (which dominate big ones); unknown until two runs have ended.
         """
-        if not self._times:
+        if len(self._times) < 2:  # one tiny run says little about the others' time
             return math.nan
         a, b = overhead_and_rate(self._times)
         return (self.runs_left * a + self.flops_left * b) / max(1, self.parallel)
