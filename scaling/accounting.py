@@ -110,16 +110,21 @@ def forward_flops(module: nn.Module, example_input: TensorOrTuple) -> float:
     by forward hooks on Conv*, Linear and MultiheadAttention modules. Runs in eval mode without
     grad and restores the mode; on the meta device nothing is allocated or computed. Matmuls made
     outside such modules (functional F.linear, torch.matmul) are not seen."""
-    total = [0]
+    return float(sum(layer_flops(module, example_input)))
+
+
+def layer_flops(module: nn.Module, example_input: TensorOrTuple) -> list[float]:
+    """Forward FLOPs of each Conv*, Linear and MultiheadAttention call, in execution order."""
+    total: list[float] = []
 
     def on_layer(layer: nn.Module, inputs: tuple, output: Any) -> None:
         if isinstance(layer, nn.modules.conv._ConvNd):
-            total[0] += _conv_flops(layer, inputs, output)
+            total.append(_conv_flops(layer, inputs, output))
         elif isinstance(layer, nn.Linear):
-            total[0] += _linear_flops(layer, inputs, output)
+            total.append(_linear_flops(layer, inputs, output))
 
     def on_attention(layer: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        total[0] += _attention_flops(layer, args, kwargs)
+        total.append(_attention_flops(layer, args, kwargs))
 
     handles = []
     for layer in module.modules():
@@ -130,7 +135,7 @@ def forward_flops(module: nn.Module, example_input: TensorOrTuple) -> float:
     _run_eval(module, example_input)
     for handle in handles:
         handle.remove()
-    return float(total[0])
+    return total
 
 
 def _run_eval(module: nn.Module, example_input: TensorOrTuple) -> None:
@@ -146,9 +151,16 @@ def _run_eval(module: nn.Module, example_input: TensorOrTuple) -> None:
 
 
 def training_flops(module: nn.Module, example_input: TensorOrTuple) -> float:
-    """Training FLOPs (forward + backward) of one step on `example_input`: 3 x forward, since
-    the backward pass computes two matmuls (input grad, weight grad) per forward matmul."""
-    return 3.0 * forward_flops(module, example_input)
+    """Training FLOPs (forward + backward) of one step on `example_input`.
+
+    The backward pass computes two products (input grad, weight grad) per forward one, so 3 x
+    forward, except that the first layer of an image model reads the data itself, whose
+    gradient nobody needs: its input-grad product is never computed and is not counted.
+    """
+    flops = layer_flops(module, example_input)
+    first = example_input[0] if isinstance(example_input, tuple) else example_input
+    skipped = flops[0] if flops and first.is_floating_point() else 0.0
+    return 3.0 * sum(flops) - skipped
 
 
 def example_input(info: DataInfo, batch: int = 1, device: Any = None) -> torch.Tensor:
