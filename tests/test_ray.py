@@ -205,7 +205,6 @@ def test_lr_variants_are_runs_of_their_own(runs_root):
     assert plan_run(low.cfg).run_id == low.run_id  # what the trial's worker checks against the folder name
 
 
-@pytest.mark.slow
 def test_lr_search_stops_a_poor_learning_rate_and_marks_the_best(ray_cpus, tmp_path):
     """One trial at a time so the order is fixed: lr 3e-3 completes, then ASHA stops lr 1e-5 at step 6."""
     overrides = [*TINY_GPT, "budget.tokens=3072", "trainer.checkpoint_every=5", "trainer.val_every=6",

@@ -55,7 +55,6 @@ def report(sweep, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.slow
 def test_report_writes_every_figure_as_png_and_svg(report):
     for name in ("loss_vs_compute", "loss_vs_params", "loss_vs_data", "isoflop", "allocation", "residuals"):
         png, svg = report / f"{name}.png", report / f"{name}.svg"
@@ -66,7 +65,6 @@ def test_report_writes_every_figure_as_png_and_svg(report):
     assert len(page) > 3_000_000  # plotly.js itself is inside
 
 
-@pytest.mark.slow
 def test_report_numbers_match_the_fit_command(sweep, report, capsys):
     """The law in the report is the law `scaling fit` finds on the same sweep."""
     assert cli(["fit", str(sweep), "--json"]) == 0
@@ -77,7 +75,6 @@ def test_report_numbers_match_the_fit_command(sweep, report, capsys):
     assert page.count('<tr data-status="completed"') == 6 and page.count('<tr data-status="failed"') == 1
 
 
-@pytest.mark.slow
 def test_report_of_a_table_without_curves_and_bad_sources(sweep, tmp_path, capsys):
     table = tmp_path / "runs.parquet"
     load_runs(sweep).to_parquet(table)
@@ -255,7 +252,6 @@ INSPECT = """(async () => {
 })()"""
 
 
-@pytest.mark.slow
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(report, chromium):
     chromium.call("Page.enable")

@@ -93,7 +93,6 @@ def stand_in_api(sweep: Path) -> StandInApi:
     return StandInApi("me/scaling-tests", [crashed, *runs, other])
 
 
-@pytest.mark.slow
 def test_each_run_leaves_an_offline_wandb_run_in_the_sweeps_group(sweep):
     table = load_runs(sweep).set_index("run_id")
     found = offline_runs(sweep)
@@ -114,7 +113,6 @@ def test_each_run_leaves_an_offline_wandb_run_in_the_sweeps_group(sweep):
         assert f"wandb sync {path}" in log  # the line telling the user how to upload it
 
 
-@pytest.mark.slow
 def test_wandb_leaves_the_run_table_unchanged(sweep, tmp_path):
     """The same run trained with logger=local has the same row (same id, numbers and loss)."""
     with_wandb = load_runs(sweep).set_index("run_id")
@@ -129,7 +127,6 @@ def test_wandb_leaves_the_run_table_unchanged(sweep, tmp_path):
     assert not any("wandb" in str(c) for c in with_wandb.columns)
 
 
-@pytest.mark.slow
 def test_pull_rebuilds_the_run_table_and_fit_agrees(sweep, tmp_path, capsys):
     api = stand_in_api(sweep)
     parser = argparse.ArgumentParser()
@@ -154,7 +151,6 @@ def test_pull_rebuilds_the_run_table_and_fit_agrees(sweep, tmp_path, capsys):
     assert [fits[0][k] for k in "abG"] == pytest.approx([fits[1][k] for k in "abG"], rel=1e-9)
 
 
-@pytest.mark.slow
 def test_a_failed_run_is_finished_and_its_resume_continues_the_same_wandb_run(tmp_path, monkeypatch):
     import wandb
 

@@ -64,7 +64,6 @@ def test_script_prints_estimates_beside_paper(replication, capsys):
     assert "Besiroglu" in out and "Hoffmann" in out and "reproduced: yes" in out and "time:" in out
 
 
-@pytest.mark.slow
 def test_replication_bootstrap_intervals_match_published(replication):
     script, _, _ = replication
     result = script.replicate(script.load(DATA.parent), bootstrap=4000, seed=0)
