@@ -87,6 +87,10 @@ def cmd_train(argv: Sequence[str]) -> int:
 
     spec = plan_run(cfg, overrides)
     record = train(spec, loggers_factory=_loggers_factory(cfg))
+    if cfg.trainer.probe and record.get("status") == "completed":
+        from scaling.probes import probe_finished
+
+        probe_finished(spec.path)
     return 0 if record.get("status") in ("completed", None) else 1
 
 

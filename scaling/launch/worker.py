@@ -36,7 +36,12 @@ def train_folder(folder: Path, threads: int | None = None, extra_callbacks: list
         from scaling.tracking import make_loggers
 
         factory = make_loggers
-    return train(spec, loggers_factory=factory, extra_callbacks=extra_callbacks, trainer_overrides=trainer_overrides)
+    record = train(spec, loggers_factory=factory, extra_callbacks=extra_callbacks, trainer_overrides=trainer_overrides)
+    if cfg.trainer.probe and record.get("status") == "completed":
+        from scaling.probes import probe_finished
+
+        probe_finished(folder)
+    return record
 
 
 def run_logged(folder: Path, threads: int | None) -> int:
