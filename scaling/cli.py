@@ -65,22 +65,39 @@ def split_hydra_args(argv: Sequence[str]) -> tuple[list[str], Optional[str], boo
     return overrides, cfg_kind, want_help, flags
 
 
+def hydra_front(command: str, argv: Sequence[str], allowed: tuple[str, ...] = (),
+                help_extra: str = "") -> tuple[list[str], list[str], Optional[int]]:
+    """The shared front of train, plan and sweep: (overrides, flags, exit code if handled here).
+
+    --help and --cfg job are answered here (Hydra's conventions); unknown flags are refused.
+    """
+    from scaling.config import compose_config, to_yaml
+
+    overrides, cfg_kind, want_help, flags = split_hydra_args(argv)
+    if want_help:
+        print(config_help(command) + help_extra)
+        return overrides, flags, 0
+    unknown = [f for f in flags if f not in allowed]
+    if unknown:
+        takes = f"{', '.join(allowed)} and " if allowed else ""
+        return overrides, flags, _error(f"unknown option {unknown[0]}; scaling {command} takes {takes}key=value "
+                                        f"overrides (see scaling {command} --help)")
+    if cfg_kind:
+        print(to_yaml(compose_config(overrides)), end="")
+        return overrides, flags, 0
+    return overrides, flags, None
+
+
 # ---------------------------------------------------------------------------- train
 
 
 def cmd_train(argv: Sequence[str]) -> int:
     """Train one run from Hydra overrides."""
-    from scaling.config import compose_config, load_config, to_yaml
+    from scaling.config import load_config
 
-    overrides, cfg_kind, want_help, flags = split_hydra_args(argv)
-    if want_help:
-        print(config_help("train"))
-        return 0
-    if flags:
-        return _error(f"unknown option {flags[0]}; overrides look like key=value (see scaling train --help)")
-    if cfg_kind:
-        print(to_yaml(compose_config(overrides)), end="")
-        return 0
+    overrides, _, code = hydra_front("train", argv)
+    if code is not None:
+        return code
     cfg = load_config(overrides)
     from scaling.plan import plan_run
     from scaling.train import train
@@ -110,20 +127,12 @@ def cmd_plan(argv: Sequence[str]) -> int:
     """Show the runs a sweep would make; trains nothing."""
     import json
 
-    from scaling.config import compose_config, to_yaml
     from scaling.plan import plan_sweep
     from scaling.planview import flop_rate, format_plan, plan_json
 
-    overrides, cfg_kind, want_help, flags = split_hydra_args(argv)
-    if want_help:
-        print(config_help("plan") + "\n--json prints the plan as JSON.")
-        return 0
-    if cfg_kind:
-        print(to_yaml(compose_config(overrides)), end="")
-        return 0
-    unknown = [f for f in flags if f != "--json"]
-    if unknown:
-        return _error(f"unknown option {unknown[0]}; scaling plan takes --json and key=value overrides")
+    overrides, flags, code = hydra_front("plan", argv, ("--json",), "\n--json prints the plan as JSON.")
+    if code is not None:
+        return code
     plan = plan_sweep(overrides)
     rate, source = flop_rate(plan, plan.runs[0].cfg.sweep.flops_per_second if plan.runs else None)
     if "--json" in flags:
@@ -135,18 +144,11 @@ def cmd_plan(argv: Sequence[str]) -> int:
 
 def cmd_sweep(argv: Sequence[str]) -> int:
     """Run a sweep's plan with the configured launcher."""
-    from scaling.config import compose_config, to_yaml
     from scaling.plan import plan_sweep
 
-    overrides, cfg_kind, want_help, flags = split_hydra_args(argv)
-    if want_help:
-        print(config_help("sweep"))
-        return 0
-    if flags:
-        return _error(f"unknown option {flags[0]}; overrides look like key=value (see scaling sweep --help)")
-    if cfg_kind:
-        print(to_yaml(compose_config(overrides)), end="")
-        return 0
+    overrides, _, code = hydra_front("sweep", argv)
+    if code is not None:
+        return code
     plan = plan_sweep(overrides)
     if not plan.runs:
         return _error("the sweep plans no runs; check sweep.* (scaling plan shows what was skipped and why)")
