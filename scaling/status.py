@@ -7,7 +7,7 @@ from pathlib import Path
 
 from scaling.store import STATUSES, load_runs
 
-ORDER = {s: i for i, s in enumerate(("running", "failed", "diverged", "interrupted", "planned", "completed"))}
+ORDER = {s: i for i, s in enumerate(("running", "failed", "diverged", "interrupted", "stopped", "planned", "completed"))}
 
 
 def _fmt(value, kind: str) -> str:
@@ -28,7 +28,7 @@ def status_table(sweep_dir: Path | str) -> str:
     if table.empty:
         return f"{sweep_dir}: no runs yet"
     counts = table["status"].value_counts()
-    head = ", ".join(f"{counts[s]} {s}" for s in (*STATUSES, "interrupted") if s in counts)
+    head = ", ".join(f"{counts[s]} {s}" for s in STATUSES if s in counts)
     table = table.assign(_order=table["status"].map(ORDER).fillna(9)).sort_values(["_order", "C", "N"])
     lines = [f"{sweep_dir}: {len(table)} runs: {head}",
              f"{'run_id':<11}{'status':<12}{'family':<8}{'width':>6}{'depth':>6}{'N':>12}{'D':>13}{'C':>10}"

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-STATUSES = ("planned", "running", "completed", "failed", "diverged")
+STATUSES = ("planned", "running", "completed", "failed", "diverged", "interrupted", "stopped")
 METRIC_COLUMNS = ["step", "D_seen", "C_seen", "train_loss", "val_loss", "val_accuracy", "lr",
                   "throughput", "wall_time"]
 TABLE_COLUMNS = ["run_id", "sweep", "status", "family", "width", "depth", "seed", "N",
