@@ -183,12 +183,15 @@ def test_preempted_job_checkpoints_requeues_and_resumes(tmp_path):
     sweep = SweepThread(plan)
     sweep.start()
     job_id = _running_job(folder, min_step=30)
+    seen = folder.read_record()["step"]  # progress already recorded when the signal is sent
     subprocess.run(["scancel", "--signal=USR1", job_id], check=True)  # what SLURM sends before the time limit
     sweep.join(timeout=240)
     assert sweep.code == 0, sweep.out.getvalue()
     record = folder.read_record()
     assert record["status"] == "completed" and record["step"] == 400 and record["attempts"] == 2
-    assert record["resumed_from_step"] >= 30 and record["resumed_from_step"] % 25  # the signal's own checkpoint
+    # The signal's own checkpoint: at least the step reached when it was sent (the periodic one,
+    # every 25 steps, can be behind it; the signal may also land exactly on a multiple of 25).
+    assert record["resumed_from_step"] >= max(30, seen)
     log = Path(folder.read_job()["log"]).read_text()
     assert "(restart 0)" in log and "(restart 1)" in log and "DUE TO JOB REQUEUE" in log
 
