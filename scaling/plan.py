@@ -122,17 +122,22 @@ def _fix_budget(cfg: Config, unit: str, units: int) -> None:
     setattr(cfg.budget, unit, units)
 
 
-def plan_run(cfg: Config, overrides: list[str] | None = None) -> RunSpec:
-    """Resolve one config: build its data info and a meta-device model to count N and FLOPs."""
+def meta_model(cfg: Config, info: Any) -> Any:
+    """The config's model on the meta device: N and FLOPs at any size, nothing allocated."""
     import torch
 
-    from scaling.data import build_data
     from scaling.models import build_model
 
-    info = build_data(cfg.data).info
     with torch.device("meta"):
-        model = build_model(cfg.model, info)
-    return resolve(cfg, info, model, overrides)
+        return build_model(cfg.model, info)
+
+
+def plan_run(cfg: Config, overrides: list[str] | None = None) -> RunSpec:
+    """Resolve one config: build its data info and a meta-device model to count N and FLOPs."""
+    from scaling.data import build_data
+
+    info = build_data(cfg.data).info
+    return resolve(cfg, info, meta_model(cfg, info), overrides)
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -237,12 +242,7 @@ class _Planner:
         return self._infos[key]
 
     def model(self, cfg: Config) -> Any:
-        import torch
-
-        from scaling.models import build_model
-
-        with torch.device("meta"):
-            return build_model(cfg.model, self.info(cfg))
+        return meta_model(cfg, self.info(cfg))
 
     def config(self, point: dict[str, Any], rules: dict[str, Any]) -> Config:
         """Apply a point's values and the rules to the composed config; validate the result."""

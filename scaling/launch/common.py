@@ -125,6 +125,15 @@ def summarise(plan: Plan, skipped_done: int) -> tuple[str, int]:
     return "\n".join(lines), 1 if failed else 0
 
 
+def finished_line(spec: RunSpec, record: dict[str, Any]) -> str:
+    """`  completed 66c797fa93 w32 d1 D=5,120 loss 4.2088` (or the first line of the error)."""
+    loss = record.get("loss")
+    error = (record.get("error") or "").strip().splitlines()
+    detail = f"loss {loss:.4f}" if isinstance(loss, float) else (error[0] if error else "")
+    return (f"  {record.get('status', 'failed'):<9} {spec.run_id} w{spec.cfg.model.width} d{spec.cfg.model.depth} "
+            f"D={spec.D:,} {detail}")
+
+
 def record_of(spec: RunSpec) -> dict[str, Any]:
     """The current record of a planned run."""
     return RunFolder(spec.path).read_record()

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Optional
 
-from scaling.launch.common import Progress, prepare, split_pending, summarise, worker_command
+from scaling.launch.common import Progress, finished_line, prepare, split_pending, summarise, worker_command
 from scaling.plan import Plan, RunSpec
 from scaling.store import RunFolder
 
@@ -122,15 +122,7 @@ def _finish(worker: _Worker, code: int, progress: Progress, out: IO, died: bool 
     else:
         progress.failed += 1
     worker.spec = None
-    print(_finished_line(spec, record), file=out, flush=True)
-
-
-def _finished_line(spec: RunSpec, record: dict) -> str:
-    loss = record.get("loss")
-    error = (record.get("error") or "").strip().splitlines()
-    detail = f"loss {loss:.4f}" if isinstance(loss, float) else (error[0] if error else "")
-    return (f"  {record.get('status', 'failed'):<9} {spec.run_id} w{spec.cfg.model.width} d{spec.cfg.model.depth} "
-            f"D={spec.D:,} {detail}")
+    print(finished_line(spec, record), file=out, flush=True)
 
 
 def _close(workers: list[_Worker]) -> None:

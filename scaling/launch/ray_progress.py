@@ -10,22 +10,13 @@ from typing import IO, Any
 
 from ray import tune
 
-from scaling.launch.common import Progress
+from scaling.launch.common import Progress, finished_line
 from scaling.launch.ray_trial import STOPPED, stopped_error
 from scaling.plan import RunSpec
 from scaling.store import RunFolder
 
 DIED = ("planned", "running", None)
 ENDED = ("completed", "failed", "diverged")
-
-
-def finished_line(spec: RunSpec, record: dict[str, Any]) -> str:
-    """`  completed 66c797fa93 w32 d1 D=5,120 loss 4.2088` (or the first line of the error)."""
-    loss = record.get("loss")
-    error = (record.get("error") or "").strip().splitlines()
-    detail = f"loss {loss:.4f}" if isinstance(loss, float) else (error[0] if error else "")
-    return (f"  {record.get('status', 'failed'):<9} {spec.run_id} w{spec.cfg.model.width} d{spec.cfg.model.depth} "
-            f"D={spec.D:,} {detail}")
 
 
 def trial_error(trial: Any) -> str:
