@@ -157,20 +157,9 @@ def cmd_sweep(argv: Sequence[str]) -> int:
 
 def launch(plan) -> int:
     """Hand the plan to the launcher its config names."""
-    launcher = plan.runs[0].cfg.launcher
-    if launcher.name == "local":
-        from scaling.launch.local import run_local
+    from scaling.launch import launch_plan
 
-        return run_local(plan, parallel=launcher.parallel)
-    if launcher.name == "ray":
-        from scaling.launch.ray import run_ray
-
-        return run_ray(plan)
-    if launcher.name == "slurm":
-        from scaling.launch.slurm import run_slurm
-
-        return run_slurm(plan)
-    return _error(f"launcher={launcher.name} is not a launcher; use local, ray or slurm")
+    return launch_plan(plan)
 
 
 # --------------------------------------------------------------------------- status

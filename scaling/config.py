@@ -128,6 +128,7 @@ class TrainerConfig:
     probe: bool = False  # probe the run's embeddings when it completes (scaling probe)
     fail_at_step: Optional[int] = None  # fault injection for testing recovery: raise at this step
     fail_attempts: int = 1  # ... on this many first attempts only (then the run goes through)
+    trace_batches: bool = False  # append each step's batch hashes to the run's batches.txt (resume audits)
 
 
 @dataclass

@@ -21,7 +21,7 @@ _NOT_IDENTITY = {
     "sweep": None,
     "trainer": {"accelerator", "devices", "num_nodes", "strategy", "num_workers", "threads",
                 "progress", "log_every", "val_every", "checkpoint_every", "compile", "probe",
-                "fail_at_step", "fail_attempts"},
+                "fail_at_step", "fail_attempts", "trace_batches"},
     "optim": {"grad_accum"},
     "data": {"cache_dir", "root", "download", "default_budget"},
     "budget": None,  # replaced by the resolved data size
@@ -49,6 +49,15 @@ class RunSpec:
     def path(self) -> Path:
         """The run folder: <run.root>/<sweep.name>/<run_id>."""
         return Path(self.cfg.run.root) / self.cfg.sweep.name / self.run_id
+
+    @classmethod
+    def from_record(cls, cfg: Config, run_id: str, record: dict[str, Any]) -> "RunSpec":
+        """The RunSpec a run folder was planned as (config.yaml + its record), without planning again."""
+        steps = int(record["steps"])
+        return cls(cfg=cfg, run_id=run_id, N=int(record["N"]), N_nonembed=int(record["N_nonembed"]),
+                   D=int(record["D"]), D_unique=int(record["D_unique"]), C=float(record["C"]),
+                   flops_per_unit=float(record["flops_per_unit"]), unit=record["unit"], steps=steps,
+                   units_per_step=int(record.get("units_per_step") or int(record["D"]) // steps))
 
     def summary(self) -> dict[str, Any]:
         """Plain fields for tables and JSON (no config objects)."""

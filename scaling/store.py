@@ -1,32 +1,70 @@
-"""The run folder format, atomic writes, and the run table (`load_runs`).
+"""The run folder format, the one writer of record.json, and the run table (`load_runs`).
 
 A run folder `runs/<sweep>/<run_id>/` holds:
-  config.yaml   the resolved run config
+  config.yaml   the resolved run config (written once, when the run is planned)
   record.json   status and the run's numbers (N, D, C, loss, wall time, ...)
   metrics.csv   one row per logged step
+  job.json      what a scheduler said about the run's job (launchers only)
+  owner.lock    held (flock) by the one live process that trains the run; says who
   checkpoints/  last.ckpt (and whatever the launcher keeps)
 Every write goes to a temporary file first and is renamed into place, so a killed process never
-leaves a half-written file behind.
+leaves a half-written file behind. record.json is written only here: every change is a
+read-modify-write under an exclusive lock, so concurrent writers (a run, its launcher, a probe)
+never lose each other's fields.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import enum
+import fcntl
 import io
 import json
 import math
 import os
+import socket
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import pandas as pd
 
-STATUSES = ("planned", "running", "completed", "failed", "diverged", "interrupted", "stopped")
+
+class Status(str, enum.Enum):
+    """A run's status. A str enum: `Status.COMPLETED == "completed"` and JSON writes the value."""
+
+    PLANNED = "planned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+    INTERRUPTED = "interrupted"
+    STOPPED = "stopped"  # stopped early by a learning-rate search (ASHA): final, not a failure
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATUSES = tuple(s.value for s in Status)
+ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.DIVERGED})  # an attempt ran to a verdict
+DONE = frozenset({Status.COMPLETED, Status.STOPPED})  # never trained again
+UNFINISHED = frozenset({None, Status.PLANNED, Status.RUNNING, Status.INTERRUPTED})  # may still end
+
 METRIC_COLUMNS = ["step", "D_seen", "C_seen", "train_loss", "val_loss", "val_accuracy", "lr",
                   "throughput", "wall_time"]
 TABLE_COLUMNS = ["run_id", "sweep", "status", "family", "width", "depth", "seed", "N",
                  "N_nonembed", "D", "D_unique", "C", "loss"]
+
+
+class DamagedRecord(ValueError):
+    """A record.json that is not a JSON object (truncated, empty, garbage)."""
+
+
+class RunBusy(RuntimeError):
+    """Another live process owns the run."""
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
@@ -47,7 +85,9 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 
 
 def _json_safe(value: Any) -> Any:
-    """NaN and infinities become null so record.json stays strict JSON."""
+    """NaN and infinities become null so record.json stays strict JSON; enums become their value."""
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -57,8 +97,45 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+_THREAD_LOCKS: dict[str, threading.RLock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (flock) and between threads of this process."""
+    with _THREAD_LOCKS_GUARD:
+        thread_lock = _THREAD_LOCKS.setdefault(str(lock_path), threading.RLock())
+    with thread_lock:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+
+def planned_record(spec: Any) -> dict[str, Any]:
+    """The record of a run that is planned and not yet started: everything the plan knows.
+
+    The one place a record's base fields are built from a RunSpec; the worker rebuilds the
+    RunSpec from these fields and config.yaml without planning again.
+    """
+    cfg = spec.cfg
+    return {**spec.summary(), "status": Status.PLANNED, "unit": spec.unit,
+            "flops_per_unit": spec.flops_per_unit, "units_per_step": spec.units_per_step,
+            "budget_flops": cfg.budget.flops, "lr": cfg.optim.lr, "batch_size": cfg.optim.batch_size,
+            "seq_len": getattr(cfg.data, "seq_len", None), "data": cfg.data.name}
+
+
+def owner_facts() -> dict[str, Any]:
+    """Who this process is, for the owner lock and the record."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+
+
 class RunFolder:
-    """One run's folder: read and write its record, config and metrics."""
+    """One run's folder: its record (the only writer of record.json), config, metrics and owner."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -80,13 +157,14 @@ class RunFolder:
         """job.json: what a scheduler said about the run's job (written by the launcher only)."""
         return self.path / "job.json"
 
-    def read_job(self) -> dict[str, Any]:
-        """The launcher's job info (job_id, job_state, ...), or {}."""
-        return json.loads(self.job_path.read_text()) if self.job_path.exists() else {}
+    @property
+    def owner_path(self) -> Path:
+        """owner.lock: flock-held by the process that trains the run; holds its host and pid."""
+        return self.path / "owner.lock"
 
-    def write_job(self, **fields: Any) -> None:
-        """Merge fields into job.json atomically (the training process never writes this file)."""
-        atomic_write_text(self.job_path, json.dumps(_json_safe({**self.read_job(), **fields}), indent=2) + "\n")
+    @property
+    def log_path(self) -> Path:
+        return self.path / "train.log"
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -100,27 +178,162 @@ class RunFolder:
         """True when the folder has a record."""
         return self.record_path.exists()
 
+    # ------------------------------------------------------------------ job.json
+
+    def read_job(self) -> dict[str, Any]:
+        """The launcher's job info (job_id, job_state, ...), or {}."""
+        return json.loads(self.job_path.read_text()) if self.job_path.exists() else {}
+
+    def write_job(self, **fields: Any) -> None:
+        """Merge fields into job.json atomically (the training process never writes this file)."""
+        with _exclusive(self.path / ".job.lock"):
+            atomic_write_text(self.job_path, json.dumps(_json_safe({**self.read_job(), **fields}), indent=2) + "\n")
+
+    # ------------------------------------------------------------------ record.json
+
     def read_record(self) -> dict[str, Any]:
-        """The record, or {} when there is none yet."""
-        if not self.record_path.exists():
+        """The record, or {} when there is none yet; DamagedRecord when it is not a JSON object."""
+        try:
+            text = self.record_path.read_text()
+        except FileNotFoundError:
             return {}
-        return json.loads(self.record_path.read_text())
-
-    def write_record(self, record: dict[str, Any]) -> None:
-        """Replace the record atomically."""
-        atomic_write_text(self.record_path, json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
-
-    def update_record(self, **fields: Any) -> dict[str, Any]:
-        """Merge fields into the record and write it back atomically."""
-        record = self.read_record()
-        record.update(fields)
-        self.write_record(record)
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            problem = "is empty" if not text.strip() else f"is not valid JSON ({exc})"
+            raise DamagedRecord(f"{self.record_path} {problem}") from None
+        if not isinstance(record, dict):
+            raise DamagedRecord(f"{self.record_path} holds a {type(record).__name__}, not a record")
         return record
 
     @property
-    def status(self) -> str | None:
+    def status(self) -> Optional[Status]:
         """The recorded status, or None for a folder without a record."""
-        return self.read_record().get("status")
+        value = self.read_record().get("status")
+        return Status(value) if value in STATUSES else None
+
+    def change(self, edit: Callable[[dict[str, Any]], Optional[dict[str, Any]]]) -> dict[str, Any]:
+        """Apply `edit` to the record under the folder's lock and write it back atomically.
+
+        `edit` gets the current record and returns the new one (or None: leave it as it is).
+        """
+        with _exclusive(self.path / ".record.lock"):
+            record = self.read_record()
+            updated = edit(dict(record))
+            if updated is None:
+                return record
+            atomic_write_text(self.record_path, json.dumps(_json_safe(updated), indent=2, sort_keys=True) + "\n")
+            return json.loads(json.dumps(_json_safe(updated)))
+
+    def write_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Replace the whole record (importing or repairing a run; runs use the transitions)."""
+        return self.change(lambda _: dict(record))
+
+    def update_record(self, **fields: Any) -> dict[str, Any]:
+        """Merge facts into the record (status unchanged unless given)."""
+        return self.change(lambda record: {**record, **fields})
+
+    def plan(self, spec: Any, config_yaml: str) -> dict[str, Any]:
+        """Write a planned run's config.yaml and, for a new (or damaged) record, its planned record.
+
+        The config is rewritten for every run that is not done: fields outside the run's identity
+        (threads, logger, fault injection) may change between attempts.
+        """
+        try:
+            record = self.read_record()
+        except DamagedRecord:
+            self.record_path.replace(self.record_path.with_name("record.json.damaged"))
+            record = {}
+        if record.get("status") in DONE:
+            return record
+        atomic_write_text(self.config_path, config_yaml)
+        return self.change(lambda current: None if current else planned_record(spec))
+
+    def start(self, spec: Any, start_step: int, **facts: Any) -> dict[str, Any]:
+        """planned | interrupted | failed ... -> running: a new attempt from `start_step`."""
+
+        def edit(record: dict[str, Any]) -> dict[str, Any]:
+            new = {**record, **planned_record(spec), **facts, "status": Status.RUNNING, "step": start_step,
+                   "error": None, "started": record.get("started") or time.time(), "updated": time.time(),
+                   "attempts": int(record.get("attempts") or 0) + 1, "owner": owner_facts()}
+            if start_step:
+                new["resumed_from_step"] = start_step
+                new["resumes"] = [*record.get("resumes", []), start_step]
+            return new
+
+        return self.change(edit)
+
+    def progress(self, **fields: Any) -> dict[str, Any]:
+        """Facts of a running attempt (step, wall time, throughput) and a sign of life."""
+        return self.update_record(**fields, updated=time.time())
+
+    def finish(self, status: Status, error: Optional[str] = None, **fields: Any) -> dict[str, Any]:
+        """running -> completed | failed | diverged | interrupted | stopped, with the final facts."""
+        return self.change(lambda record: {**record, **fields, "status": Status(status), "error": error,
+                                           "finished": time.time(), "updated": time.time()})
+
+    def end_unfinished(self, status: Status, error: str | Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+        """Give a run that did not end by itself its verdict (a dead worker, a killed job, a
+        failure before training, a search that stopped it); a run that already ended keeps its
+        own record. `error` may be a function of the record."""
+
+        def edit(record: dict[str, Any]) -> Optional[dict[str, Any]]:
+            if record.get("status") not in UNFINISHED:
+                return None
+            text = error(record) if callable(error) else error
+            return {**record, "status": Status(status), "error": text, "finished": time.time()}
+
+        return self.change(edit)
+
+    # ------------------------------------------------------------------ ownership
+
+    @contextlib.contextmanager
+    def own(self, wait: bool = True, on_wait: Optional[Callable[[dict[str, Any]], None]] = None) -> Iterator[None]:
+        """Hold the run for this process: an flock on owner.lock that dies with its holder.
+
+        Another live owner makes this wait (telling `on_wait` who it is) or raise RunBusy.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.owner_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if not _try_flock(fd):
+                holder = self.owner() or {}
+                if not wait:
+                    raise RunBusy(f"run {self.path.name} is being trained by {describe_owner(holder)}; "
+                                  "wait for it to end or stop that process")
+                if on_wait:
+                    on_wait(holder)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(owner_facts()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    def owner(self) -> Optional[dict[str, Any]]:
+        """The live owner's facts (host, pid, since), or None when no process holds the run."""
+        if not self.owner_path.exists():
+            return None
+        fd = os.open(self.owner_path, os.O_RDONLY)
+        try:
+            if _try_flock(fd, shared=True):
+                return None
+            text = os.pread(fd, 4096, 0).decode(errors="replace")
+        finally:
+            os.close(fd)
+        try:
+            return json.loads(text)
+        except ValueError:
+            return {}
+
+    def live_status(self) -> Optional[Status]:
+        """The status, with a `running` run whose owner is gone shown as `interrupted`."""
+        status = self.status
+        if status == Status.RUNNING and self.owner() is None:
+            return Status.INTERRUPTED
+        return status
+
+    # ------------------------------------------------------------------ config, metrics
 
     def write_config(self, yaml_text: str) -> None:
         """Write the resolved config."""
@@ -141,6 +354,23 @@ class RunFolder:
         for row in rows:
             writer.writerow({k: _format(row.get(k)) for k in METRIC_COLUMNS})
         atomic_write_text(self.metrics_path, buffer.getvalue())
+
+
+def _try_flock(fd: int, shared: bool = False) -> bool:
+    """Take an flock without waiting; False when another process holds it."""
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def describe_owner(holder: dict[str, Any]) -> str:
+    """`pid 4242 on node7 since 02:41:07` (or 'another process')."""
+    if not holder:
+        return "another process"
+    since = time.strftime("%H:%M:%S", time.localtime(holder["since"])) if holder.get("since") else "?"
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {since}"
 
 
 def _to_float(text: str) -> float:

@@ -40,7 +40,7 @@ def ray_cpus(tmp_path_factory: pytest.TempPathFactory):
 
 def ray_sweep(root: Path, overrides: list[str] = [*GRID, *CRASHES]) -> tuple[int, str]:
     """`scaling sweep launcher=ray ...` in this process: (exit code, console output)."""
-    from scaling.launch.ray import run_ray
+    from scaling.launch.ray import launch as run_ray
 
     out = io.StringIO()
     code = run_ray(plan_sweep([*overrides, "launcher=ray", f"run.root={root}"]), out=out)
@@ -65,7 +65,7 @@ def records(root: Path, sweep: str = "grid") -> dict[tuple[int, int], dict]:
 
 
 def test_joining_no_cluster_is_a_one_line_error(tmp_path):
-    from scaling.launch.ray import run_ray
+    from scaling.launch.ray import launch as run_ray
 
     if ray.is_initialized():
         pytest.skip("a Ray session is already up in this process")
@@ -117,11 +117,11 @@ def test_second_sweep_trains_only_the_failed_run_and_resumes_it(first_sweep):
 
 
 def test_run_table_is_the_local_launchers(first_sweep, tmp_path):
-    from scaling.launch.local import run_local
+    from scaling.launch.local import launch as run_local
 
     root, _, _ = first_sweep
     local_root = tmp_path / "local"
-    assert run_local(plan_sweep([*GRID, f"run.root={local_root}"]), parallel=2, out=io.StringIO()) == 0
+    assert run_local(plan_sweep([*GRID, f"run.root={local_root}", "launcher.parallel=2"]), out=io.StringIO()) == 0
     columns = ["run_id", "N", "D", "C", "N_nonembed", "D_unique", "status"]
     from_ray = load_runs(root / "grid").sort_values("run_id").reset_index(drop=True)
     from_local = load_runs(local_root / "grid").sort_values("run_id").reset_index(drop=True)

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from scaling.config import ConfigError, SlurmLauncherConfig
-from scaling.launch.local import run_local
-from scaling.launch.slurm import Tracked, check_plan, check_run, run_slurm, still_queued
+from scaling.launch.local import launch as run_local
+from scaling.launch.slurm import Tracked, check_plan, check_run, still_queued
+from scaling.launch.slurm import launch as run_slurm
 from scaling.launch.slurm_queue import JobInfo, cluster_answers, my_jobs, parse_show_job, parse_squeue
 from scaling.launch.slurm_script import sbatch_script
 from scaling.plan import plan_sweep
@@ -150,7 +151,7 @@ def test_slurm_sweep_matches_a_local_sweep(tmp_path):
     watcher = threading.Thread(target=watch_queue, daemon=True)
     sweep.start()
     watcher.start()
-    assert run_local(_plan(tmp_path / "local", *grid), parallel=2, out=io.StringIO()) == 0  # meanwhile, here
+    assert run_local(_plan(tmp_path / "local", *grid, "launcher.parallel=2"), out=io.StringIO()) == 0  # meanwhile, here
     sweep.join(timeout=240)
     stop.set()
     assert sweep.code == 0, sweep.out.getvalue()

@@ -11,22 +11,13 @@ from typing import Any
 
 from scaling.config import to_yaml
 from scaling.plan import Plan, RunSpec
-from scaling.store import RunFolder
+from scaling.store import DamagedRecord, RunFolder, Status
 
 
 def prepare(spec: RunSpec) -> RunFolder:
-    """Write a run's config.yaml (and a `planned` record for a new run) before a launcher starts it.
-
-    The config is rewritten for every run that is not completed: fields outside the run's
-    identity (threads, logger, fault injection) may change between attempts.
-    """
+    """Plan a run into its folder (config.yaml and a `planned` record) before a launcher starts it."""
     folder = RunFolder(spec.path)
-    if folder.status == "completed":
-        return folder
-    folder.write_config(to_yaml(spec.cfg))
-    if not folder.exists():
-        folder.write_record({**spec.summary(), "status": "planned", "unit": spec.unit,
-                             "flops_per_unit": spec.flops_per_unit, "budget_flops": spec.cfg.budget.flops})
+    folder.plan(spec, to_yaml(spec.cfg))
     return folder
 
 
@@ -36,11 +27,23 @@ def worker_command(target: Path | str, threads: int | None = None) -> list[str]:
     return command + (["--threads", str(threads)] if threads else [])
 
 
+def die_with_parent() -> None:
+    """In a launcher's child process (preexec_fn): get SIGTERM when the launcher dies, even by
+    SIGKILL, so no training outlives its sweep (Linux prctl PR_SET_PDEATHSIG; no-op elsewhere)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def split_pending(plan: Plan) -> tuple[list[RunSpec], list[RunSpec]]:
     """(completed, to_run): runs already completed are never trained twice."""
     done, todo = [], []
     for spec in plan.runs:
-        (done if RunFolder(spec.path).status == "completed" else todo).append(spec)
+        (done if _status(RunFolder(spec.path)) == Status.COMPLETED else todo).append(spec)
     return done, todo
 
 
@@ -113,7 +116,7 @@ def format_seconds(seconds: float) -> str:
 
 def summarise(plan: Plan, skipped_done: int) -> tuple[str, int]:
     """The end-of-sweep summary and the exit code (1 if any run did not complete)."""
-    rows = [(spec, RunFolder(spec.path).read_record()) for spec in plan.runs]
+    rows = [(spec, record_of(spec)) for spec in plan.runs]
     failed = [(s, r) for s, r in rows if r.get("status") != "completed"]
     lines = [f"sweep {plan.name}: {len(rows) - len(failed)}/{len(rows)} completed "
              f"({skipped_done} were already done), {len(failed)} not completed"]
@@ -135,5 +138,16 @@ def finished_line(spec: RunSpec, record: dict[str, Any]) -> str:
 
 
 def record_of(spec: RunSpec) -> dict[str, Any]:
-    """The current record of a planned run."""
-    return RunFolder(spec.path).read_record()
+    """The current record of a planned run ({} with the problem as error when it is damaged)."""
+    try:
+        return RunFolder(spec.path).read_record()
+    except DamagedRecord as exc:
+        return {"status": None, "error": str(exc)}
+
+
+def _status(folder: RunFolder) -> Status | None:
+    """A run's status; a damaged record counts as no record (the run is planned and trained again)."""
+    try:
+        return folder.status
+    except DamagedRecord:
+        return None

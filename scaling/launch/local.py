@@ -17,9 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import IO, Optional
 
-from scaling.launch.common import Progress, finished_line, prepare, split_pending, summarise, worker_command
+from scaling.launch import launcher_config
+from scaling.launch.common import (Progress, die_with_parent, finished_line, prepare, record_of, split_pending,
+                                   summarise, worker_command)
 from scaling.plan import Plan, RunSpec
-from scaling.store import RunFolder
+from scaling.store import RunFolder, Status
 
 
 @dataclass
@@ -46,12 +48,13 @@ def threads_per_run(parallel: int, cores: Optional[int] = None) -> int:
 def _spawn(threads: int) -> _Worker:
     command = worker_command("--serve", threads)
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, bufsize=1, start_new_session=True)
+                               text=True, bufsize=1, start_new_session=True, preexec_fn=die_with_parent)
     return _Worker(process)
 
 
-def run_local(plan: Plan, parallel: int = 1, out: IO = sys.stdout) -> int:
-    """Run every not-yet-completed run of the plan; returns the exit code (0: all completed)."""
+def launch(plan: Plan, out: IO = sys.stdout) -> int:
+    """Run every not-yet-completed run of the plan, `launcher.parallel` at a time; 0 when all completed."""
+    parallel = launcher_config(plan).parallel
     done, todo = split_pending(plan)
     if not todo:
         print(f"sweep {plan.name}: nothing to train, all {len(done)} runs are already completed", file=out)
@@ -112,12 +115,12 @@ def _finish(worker: _Worker, code: int, progress: Progress, out: IO, died: bool 
     spec = worker.spec
     assert spec is not None
     folder = RunFolder(spec.path)
-    record = folder.read_record()
-    if died and record.get("status") in (None, "planned", "running"):
-        record = folder.update_record(
-            status="failed", error=f"worker process died (exit code {worker.process.returncode}); see train.log")
+    record = record_of(spec)
+    if died:
+        record = folder.end_unfinished(
+            Status.FAILED, f"worker process died (exit code {worker.process.returncode}); see train.log")
     progress.finished(spec.C, time.monotonic() - worker.started, record)
-    if record.get("status") == "completed":
+    if record.get("status") == Status.COMPLETED:
         progress.completed += 1
     else:
         progress.failed += 1

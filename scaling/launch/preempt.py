@@ -33,6 +33,7 @@ class Preempted(SystemExit):
     def __init__(self, step: int):
         super().__init__(0)
         self.step = step
+        self.reason = f"preempted by SLURM's signal at step {step}: checkpoint saved"
 
 
 class PreemptSignal:
@@ -52,15 +53,18 @@ class PreemptSignal:
 
 
 class RequeueOnSignal(pl.Callback):
-    """After the step during which the signal arrived: save last.ckpt on all ranks, raise Preempted."""
+    """After the step during which the signal arrived: save last.ckpt on all ranks, raise Preempted.
 
-    def __init__(self, flag: PreemptSignal):
-        self.flag = flag
+    `checkpoint` is train()'s AtomicCheckpoint (it writes checkpoints/last.ckpt atomically).
+    """
+
+    def __init__(self, flag: PreemptSignal, checkpoint: Any):
+        self.flag, self.checkpoint = flag, checkpoint
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if not _agreed(trainer, self.flag.received):
             return
-        _checkpoint_callback(trainer).save(trainer)
+        self.checkpoint.save(trainer)
         raise Preempted(trainer.global_step)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
@@ -68,10 +72,8 @@ class RequeueOnSignal(pl.Callback):
         # last periodic checkpoint. Single process only: the other ranks may already be gone.
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-        if isinstance(exception, SIGTERMException) and trainer.world_size == 1:
-            checkpoint = _checkpoint_callback(trainer)
-            if trainer.global_step > checkpoint._saved_step:
-                checkpoint.save(trainer)
+        if isinstance(exception, SIGTERMException):
+            self.checkpoint.save_if_behind(trainer)
 
 
 def _agreed(trainer: pl.Trainer, received: bool) -> bool:
@@ -86,16 +88,6 @@ def _agreed(trainer: pl.Trainer, received: bool) -> bool:
     flag = torch.tensor([1 if received else 0], device=trainer.strategy.root_device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
-
-
-def _checkpoint_callback(trainer: pl.Trainer) -> Any:
-    """train()'s AtomicCheckpoint callback (it writes checkpoints/last.ckpt atomically)."""
-    from scaling.train import AtomicCheckpoint
-
-    for callback in trainer.callbacks:
-        if isinstance(callback, AtomicCheckpoint):
-            return callback
-    raise RuntimeError("RequeueOnSignal needs train()'s AtomicCheckpoint callback")
 
 
 def slurm_trainer_overrides() -> dict[str, Any]:

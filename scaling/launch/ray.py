@@ -22,16 +22,17 @@ from scaling.launch.common import Progress, prepare, split_pending, summarise
 from scaling.launch.ray_session import (check_fits, check_launcher, check_trainer, concurrency, embedded_resources,
                                        ray_session, trials_that_fit)
 from scaling.plan import Plan, RunSpec
-from scaling.store import RunFolder
+from scaling.launch import launcher_config
+from scaling.store import RunFolder, Status
 
 
 DRIVER_MEMORY = 256 * 2**20  # bytes: what a Ray Train driver trial reserves instead of a CPU
 
 
-def run_ray(plan: Plan, out: Optional[IO] = None) -> int:
+def launch(plan: Plan, out: Optional[IO] = None) -> int:
     """Run every not-yet-completed run of the plan as a Ray Tune trial; the exit code (0: all completed)."""
     out = out or sys.stdout
-    launcher: RayLauncherConfig = plan.runs[0].cfg.launcher
+    launcher: RayLauncherConfig = launcher_config(plan)
     check_launcher(launcher)
     for spec in plan.runs:
         check_trainer(spec, launcher)
@@ -63,11 +64,11 @@ def run_ray(plan: Plan, out: Optional[IO] = None) -> int:
         try:
             tuner(todo, folders, launcher, storage, parallel, progress, out).fit()
         except KeyboardInterrupt:
-            mark_unfinished(todo, "interrupted", "the Ray sweep was interrupted")
+            mark_unfinished(todo, "the Ray sweep was interrupted")
             print(f"\nsweep {plan.name} interrupted; run the same command again to pick up where it stopped",
                   file=out, flush=True)
             raise
-    mark_unfinished(todo, "interrupted", "the Ray sweep stopped before this run finished (Ctrl-C?)")
+    mark_unfinished(todo, "the Ray sweep stopped before this run finished (Ctrl-C?)")
     text, code = summarise(plan, len(done))
     print(text, file=out, flush=True)
     return code
@@ -155,9 +156,7 @@ def run_id_of(trial: Any) -> str:
     return Path(trial.config["folder"]).name
 
 
-def mark_unfinished(todo: list[RunSpec], status: str, error: str) -> None:
-    """Runs that Tune left planned or running (stopped sweep) are recorded as not finished."""
+def mark_unfinished(todo: list[RunSpec], error: str) -> None:
+    """Runs that Tune left unfinished (a stopped sweep) are recorded `interrupted`."""
     for spec in todo:
-        folder = RunFolder(spec.path)
-        if folder.read_record().get("status") in ("planned", "running"):
-            folder.update_record(status=status, error=error)
+        RunFolder(spec.path).end_unfinished(Status.INTERRUPTED, error)

@@ -18,14 +18,13 @@ import time
 from typing import IO, Any
 
 from scaling.config import RayLauncherConfig
+from scaling.launch import launcher_config
 from scaling.launch.common import Progress, prepare
-from scaling.launch.ray_progress import ENDED
-from scaling.launch.ray_trial import STOPPED, stopped_error
+from scaling.launch.ray_trial import stopped_error
 from scaling.launch.ray_session import check_fits, concurrency, ray_session, trials_that_fit
 from scaling.plan import Plan, RunSpec, run_id
-from scaling.store import RunFolder
+from scaling.store import DONE, RunFolder, Status
 
-FINAL = ("completed", STOPPED)
 
 
 def with_lr(spec: RunSpec, lr: float) -> RunSpec:
@@ -67,20 +66,19 @@ def record_stopped(runs: list[RunSpec], wait_s: float = 10.0) -> None:
         folder = RunFolder(run.path)
         if folder.read_job().get("stopped_by_search_at") is None:
             continue
-        while folder.status in ("running", "interrupted") and time.monotonic() < deadline:
+        while folder.status in (Status.RUNNING, Status.INTERRUPTED) and time.monotonic() < deadline:
             time.sleep(0.2)  # the trial may still be writing its record
-        if folder.status not in (*ENDED, STOPPED):
-            folder.update_record(status=STOPPED, error=stopped_error(folder.read_record()))
+        folder.end_unfinished(Status.STOPPED, stopped_error)
 
 
 def run_lr_search(plan: Plan, out: IO) -> int:
     """Search the learning rate for every planned run; the exit code (0: every group has a best run)."""
     from scaling.launch.ray import storage_path, tuner
 
-    launcher: RayLauncherConfig = plan.runs[0].cfg.launcher
+    launcher: RayLauncherConfig = launcher_config(plan)
     groups = lr_groups(plan, launcher.tune_lr)
     variants = [run for _, runs in groups for run in runs]
-    pending = [(base, [r for r in runs if RunFolder(r.path).status not in FINAL]) for base, runs in groups]
+    pending = [(base, [r for r in runs if RunFolder(r.path).status not in DONE]) for base, runs in groups]
     pending = [(base, todo) for base, todo in pending if todo]
     left = [run for _, todo in pending for run in todo]
     print(f"sweep {plan.name}: learning-rate search over {list(launcher.tune_lr)} for {len(groups)} runs "
@@ -127,7 +125,7 @@ def report_best(groups: list[tuple[RunSpec, list[RunSpec]]], out: IO) -> int:
             done = record.get("status") == "completed"
             shown = f"{loss:.4f}" if done else f"{record.get('status')} at step {record.get('step')}"
             cells.append(f"{run.cfg.optim.lr:g}: {shown}")
-        if best is None or any(RunFolder(r.path).status not in FINAL for r in runs):
+        if best is None or any(RunFolder(r.path).status not in DONE for r in runs):
             code = 1
         verdict = f"best lr {best.cfg.optim.lr:g} ({best.run_id})" if best else "no learning rate completed"
         print(f"  w{base.cfg.model.width} d{base.cfg.model.depth} D={base.D:,}: {verdict}; {', '.join(cells)}",

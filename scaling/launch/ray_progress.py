@@ -11,12 +11,9 @@ from typing import IO, Any
 from ray import tune
 
 from scaling.launch.common import Progress, finished_line
-from scaling.launch.ray_trial import STOPPED, stopped_error
+from scaling.launch.ray_trial import stopped_error
 from scaling.plan import RunSpec
-from scaling.store import RunFolder
-
-DIED = ("planned", "running", None)
-ENDED = ("completed", "failed", "diverged")
+from scaling.store import DONE, ENDED, RunFolder, Status
 
 
 def trial_error(trial: Any) -> str:
@@ -79,13 +76,13 @@ class SweepProgress(tune.Callback):
         record = folder.read_record()
         if state == "TERMINATED" and record.get("status") not in ENDED:
             # a scheduler (ASHA) stopped it; the search records that once the trial's process is gone
-            record = {**record, "status": STOPPED, "error": stopped_error(record)}
-        elif record.get("status") in DIED:  # the trial died without train() recording why
-            record = folder.update_record(status="failed", error=f"Ray trial {trial.trial_id}: {trial_error(trial)}")
+            record = {**record, "status": Status.STOPPED, "error": stopped_error(record)}
+        else:  # a trial that died without train() recording why
+            record = folder.end_unfinished(Status.FAILED, f"Ray trial {trial.trial_id}: {trial_error(trial)}")
         elapsed = time.monotonic() - self.started.pop(trial.trial_id, time.monotonic())
         self.progress.running = max(0, self.progress.running - 1)
         self.progress.finished(spec.C, elapsed, record)
-        if record.get("status") in ("completed", STOPPED):
+        if record.get("status") in DONE:
             self.progress.completed += 1
         else:
             self.progress.failed += 1

@@ -18,10 +18,7 @@ from typing import Any, Iterator
 
 import pytorch_lightning as pl
 
-from scaling.store import RunFolder
-
-STOPPED = "stopped"  # a run the learning-rate search stopped early: final, not a failure
-
+from scaling.store import RunFolder, Status
 
 def stopped_error(record: dict[str, Any]) -> str:
     """The record's error text for a run the search stopped."""
@@ -90,10 +87,11 @@ def train_run(config: dict[str, Any]) -> None:
     searching = bool(config.get("search"))
     try:
         with in_run_folder(folder, config["cwd"]):
-            record = train_folder(folder, config["threads"], extra_callbacks=[ReportToTune()] if searching else None)
+            record = train_folder(folder, config["threads"],
+                                  callbacks=(lambda checkpoint: [ReportToTune()]) if searching else None)
     except SystemExit:  # Tune ends a trial that its scheduler stopped with SystemExit at a report
         if searching:
-            RunFolder(folder).update_record(status=STOPPED, error=stopped_error(RunFolder(folder).read_record()))
+            RunFolder(folder).end_unfinished(Status.STOPPED, stopped_error)
         raise
     tune.report(final_metrics(record))
 
@@ -126,7 +124,7 @@ def train_worker(config: dict[str, Any]) -> None:
 
     folder = Path(config["folder"])
     with in_run_folder(folder, config["cwd"]):
-        record = train_folder(folder, config["threads"], extra_callbacks=[PrepareForRay()],
+        record = train_folder(folder, config["threads"], callbacks=lambda checkpoint: [PrepareForRay()],
                               trainer_overrides=ray_trainer_overrides())
     ray.train.report(final_metrics(record) if record else {})
 

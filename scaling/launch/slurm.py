@@ -24,9 +24,8 @@ from scaling.launch.common import Progress, prepare, split_pending, summarise
 from scaling.launch.slurm_queue import JobInfo, QueueError, cluster_answers, my_jobs, show_job, submit
 from scaling.launch.slurm_script import sbatch_script
 from scaling.plan import Plan, RunSpec
-from scaling.store import RunFolder
+from scaling.store import ENDED, RunFolder, Status
 
-FINAL = ("completed", "failed", "diverged")
 
 
 @dataclass
@@ -146,7 +145,7 @@ def submit_array(plan: Plan, runs: list[RunSpec], out: IO) -> list[Tracked]:
 def _fresh_final(run: Tracked) -> Optional[dict[str, Any]]:
     """The run's record when this job wrote a final status (completed, failed, diverged), else None."""
     record = run.folder.read_record()
-    if record.get("status") in FINAL and int(record.get("attempts") or 0) > run.attempts_before:
+    if record.get("status") in ENDED and int(record.get("attempts") or 0) > run.attempts_before:
         return record
     return None
 
@@ -180,7 +179,7 @@ def mark_dead(run: Tracked, vanished: bool) -> dict[str, Any]:
         error += f" (the run's last words: {last_words[0][:200]})"
     run.folder.write_job(job_state=state, reason=detail.get("Reason") or run.reason,
                          exit_code=detail.get("ExitCode"), ended=time.time())
-    return run.folder.update_record(status="failed", error=error)
+    return run.folder.finish(Status.FAILED, error=error)
 
 
 def check_run(run: Tracked, queue: dict[str, JobInfo], settle_s: float) -> Optional[dict[str, Any]]:
@@ -221,7 +220,7 @@ def watch(plan: Plan, tracked: list[Tracked], progress: Progress, out: IO) -> No
         except QueueError as exc:
             if time.monotonic() - last_answer > launcher.unreachable_s:
                 for run in tracked:
-                    run.folder.update_record(status="failed", error=f"SLURM stopped answering ({exc}); job "
+                    run.folder.finish(Status.FAILED, error=f"SLURM stopped answering ({exc}); job "
                                              f"{run.job_id} may still run: check squeue, then run the sweep again")
                     _finished(run, run.folder.read_record(), progress, out)
                 return
@@ -264,7 +263,7 @@ def _finished(run: Tracked, record: dict[str, Any], progress: Progress, out: IO)
 # ---------------------------------------------------------------------------- entry
 
 
-def run_slurm(plan: Plan, out: IO = sys.stdout) -> int:
+def launch(plan: Plan, out: IO = sys.stdout) -> int:
     """Submit the plan's unfinished runs as one SLURM job array, watch them, return the exit code."""
     done, todo = split_pending(plan)
     if not todo:

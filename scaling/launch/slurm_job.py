@@ -21,7 +21,7 @@ def run_task(folder: Path, threads: Optional[int], env: Mapping[str, str], flag:
     from scaling.launch.worker import train_folder
 
     try:
-        record = train_folder(folder, threads, extra_callbacks=[RequeueOnSignal(flag)],
+        record = train_folder(folder, threads, callbacks=lambda checkpoint: [RequeueOnSignal(flag, checkpoint)],
                               trainer_overrides=slurm_trainer_overrides())
     except Preempted as stop:
         return after_preemption(folder, stop.step, env)

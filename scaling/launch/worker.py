@@ -11,37 +11,56 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+if TYPE_CHECKING:
+    from scaling.plan import RunSpec
 
-def train_folder(folder: Path, threads: int | None = None, extra_callbacks: list | None = None,
-                 trainer_overrides: dict | None = None) -> dict:
-    """Rebuild the RunSpec from the folder's config.yaml and train it (resuming if possible).
 
-    `extra_callbacks` and `trainer_overrides` go to train() (a launcher's reporting and strategy).
-    """
+def planned_spec(folder: Path, threads: int | None = None) -> "RunSpec":
+    """The RunSpec the launcher planned into `folder` (config.yaml + the planned record)."""
     from scaling.config import from_dict
-    from scaling.plan import plan_run
-    from scaling.train import train
+    from scaling.plan import RunSpec, run_id
+    from scaling.store import RunFolder
 
-    cfg = from_dict(yaml.safe_load((folder / "config.yaml").read_text()))
+    run = RunFolder(folder)
+    cfg = from_dict(yaml.safe_load(run.config_path.read_text()))
     if threads:
         cfg.trainer.threads = threads
-    spec = plan_run(cfg)
-    if spec.run_id != folder.name:
-        raise RuntimeError(f"{folder} holds run {spec.run_id}, not {folder.name}; the config was edited by hand")
-    factory = None
-    if cfg.logger.name != "local":
-        from scaling.tracking import make_loggers
+    spec = RunSpec.from_record(cfg, folder.name, run.read_record())
+    if run_id(cfg, spec.D) != folder.name:
+        raise RuntimeError(f"{folder} holds run {run_id(cfg, spec.D)}, not {folder.name}; the config was edited by hand")
+    return spec
 
-        factory = make_loggers
-    record = train(spec, loggers_factory=factory, extra_callbacks=extra_callbacks, trainer_overrides=trainer_overrides)
-    if cfg.trainer.probe and record.get("status") == "completed":
-        from scaling.probes import probe_finished
 
-        probe_finished(folder)
-    return record
+def train_folder(folder: Path, threads: int | None = None, callbacks: Any = None,
+                 trainer_overrides: dict | None = None) -> dict:
+    """Train the run a launcher planned into `folder` (resuming if possible).
+
+    Any failure, before training starts (config, data, model) or during it, ends with the run
+    recorded `failed` and its error; then the exception goes on. `callbacks` and
+    `trainer_overrides` go to train() (a launcher's reporting and strategy).
+    """
+    from scaling.store import RunFolder, Status
+    from scaling.train import train
+    from scaling.train.run import error_text
+
+    try:
+        spec = planned_spec(folder, threads)
+        factory = None
+        if spec.cfg.logger.name != "local":
+            from scaling.tracking import make_loggers as factory
+        record = train(spec, loggers_factory=factory, callbacks=callbacks, trainer_overrides=trainer_overrides)
+        if spec.cfg.trainer.probe and record.get("status") == "completed":
+            from scaling.probes import probe_finished
+
+            probe_finished(folder)
+        return record
+    except Exception as exc:
+        RunFolder(folder).end_unfinished(Status.FAILED, error_text(exc))
+        raise
 
 
 def run_logged(folder: Path, threads: int | None) -> int:

@@ -235,9 +235,9 @@ def probe_run(run_dir: Path | str, out_dir: Path | str | None = None, max_sample
         paths = (text_pictures(model, data, out, caption) if data.info.kind == "text"
                  else image_pictures(model, embeddings, out, caption))
     if write:  # one probe's numbers replace the last probe's (other metrics stay)
-        kept = {k: v for k, v in (folder.read_record().get("metrics") or {}).items() if not k.startswith("probe_")}
-        folder.update_record(metrics={**kept, **metrics},
-                             probe={"max_samples": max_samples, "pictures": [str(p) for p in paths]})
+        probe = {"max_samples": max_samples, "pictures": [str(p) for p in paths]}
+        folder.change(lambda record: {**record, "probe": probe, "metrics": {
+            **{k: v for k, v in (record.get("metrics") or {}).items() if not k.startswith("probe_")}, **metrics}})
     return metrics
 
 

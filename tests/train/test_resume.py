@@ -1,0 +1,70 @@
+"""A resumed run sees exactly the batches, in order, of an uninterrupted one (issue 14).
+
+Every step's batch is hashed into the run's batches.txt (trainer.trace_batches); a run is made
+to fail at a step (trainer.fail_at_step, after its checkpoint when both fall on one step), then
+trained again: it resumes from its last checkpoint and must see the same batches, and end with
+the same loss, as the same run trained in one go.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from scaling.plan import plan_run
+from scaling.store import RunFolder
+from scaling.train import InjectedFailure, train
+from tests.conftest import TINY_CNN, TINY_GPT, tiny
+
+TRACE = ["trainer.trace_batches=true", "trainer.checkpoint_every=5"]
+
+
+def batch_trace(folder: RunFolder) -> dict[tuple[int, int, int], str]:
+    """(step, rank, micro-batch) -> hash; for a step trained twice, the last attempt's."""
+    lines = (line.split() for line in (folder.path / "batches.txt").read_text().splitlines())
+    return {(int(step), int(rank), int(micro)): digest for step, rank, micro, digest in lines}
+
+
+def train_interrupted(base: list[str], root, fail_at: int, *more: str) -> tuple[dict, RunFolder]:
+    """Train a run that fails at step `fail_at` on its first attempt, then again to the end."""
+    spec = plan_run(tiny(base, root, *TRACE, f"trainer.fail_at_step={fail_at}", *more))
+    with pytest.raises(InjectedFailure):
+        train(spec)
+    assert RunFolder(spec.path).read_record()["status"] == "failed"
+    return train(spec), RunFolder(spec.path)
+
+
+CASES = {
+    "text": (TINY_GPT, ["budget.tokens=10240"]),  # 40 steps of 8 x 32 tokens
+    "image": (TINY_CNN, ["budget.samples=1280", "model.dropout=0.5"]),  # 40 steps of 32 images, dropout on
+}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Each case trained in one go: its record and batch trace."""
+    results = {}
+    for name, (base, more) in CASES.items():
+        spec = plan_run(tiny(base, tmp_path_factory.mktemp(name), *TRACE, *more))
+        record = train(spec)
+        results[name] = (record, batch_trace(RunFolder(spec.path)), RunFolder(spec.path).read_metrics())
+    return results
+
+
+@pytest.mark.parametrize("case,fail_at", [("text", 1), ("text", 13), ("text", 39), ("text", 10),
+                                          ("image", 7), ("image", 20)])
+def test_resume_sees_the_planned_batches(case, fail_at, tmp_path, uninterrupted):
+    base, more = CASES[case]
+    record, folder = train_interrupted(base, tmp_path, fail_at, *more)
+    whole, whole_trace, whole_metrics = uninterrupted[case]
+    assert record["status"] == "completed" and record["attempts"] == 2
+    # on a validation step (every 10) the checkpoint comes after the validation: a failure just
+    # before it resumes from the checkpoint before
+    assert record.get("resumed_from_step", 0) == (fail_at - (fail_at % 10 == 0)) // 5 * 5
+    trace = batch_trace(folder)
+    assert sorted(trace) == sorted(whole_trace) and len(trace) == record["steps"]
+    assert trace == whole_trace  # the same batch at every step
+    assert math.isclose(record["loss"], whole["loss"], rel_tol=1e-5), (record["loss"], whole["loss"])
+    validated = {int(r["step"]) for r in folder.read_metrics() if not math.isnan(r["val_loss"])}
+    assert validated == {int(r["step"]) for r in whole_metrics if not math.isnan(r["val_loss"])}
