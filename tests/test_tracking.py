@@ -17,7 +17,7 @@ import yaml
 
 from scaling.cli import main as cli
 from scaling.plan import plan_run
-from scaling.pull_command import configure_pull_parser, run_pull
+from scaling.commands.pull import arguments as configure_pull_parser, run as run_pull
 from scaling.store import TABLE_COLUMNS, RunFolder, load_runs
 from scaling.tracking import (make_loggers, offline_runs, parse_wandb_path, read_offline_run, resolve_mode,
                               runs_to_table, wandb_run_id)

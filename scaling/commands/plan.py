@@ -1,19 +1,45 @@
-"""What `scaling plan` shows: the planned runs with time estimates, totals, and skipped points."""
+"""`scaling plan [overrides]`: the runs a sweep would make, with N, D, C and time; trains nothing.
+
+Also what the plan table shows: the status of each run so far, time estimates on this machine
+(from sweep.flops_per_second, else past runs, else a quick benchmark), totals and skipped points.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from scaling.launch.common import format_seconds
-from scaling.plan import Plan
-from scaling.store import load_runs
+from scaling.commands.base import Command, writable_folder
+from scaling.commands.errors import guarded
+from scaling.commands.hydra_front import HydraArgs, hydra_front, print_config
+from scaling.format import format_seconds
+
+
+@guarded
+def run(args: HydraArgs) -> int:
+    """Print the plan (as a table, or JSON with --json)."""
+    if args.cfg:
+        return print_config(args)
+    from scaling.plan import plan_sweep
+
+    plan = plan_sweep(args.overrides)
+    if plan.runs:
+        writable_folder(plan.runs[0].cfg.run.root, "run.root")
+    rate, source = flop_rate(plan, plan.runs[0].cfg.sweep.flops_per_second if plan.runs else None)
+    if "--json" in args.flags:
+        print(json.dumps(plan_json(plan, rate, source), indent=2))
+    else:
+        print(format_plan(plan, rate, source))
+    return 0
 
 
 def measured_flops_per_second(runs_root: Path | str, family: Optional[str] = None) -> Optional[tuple[float, str]]:
     """The median training FLOP rate of completed runs (of one model family) under runs_root."""
+    from scaling.store import load_runs
+
     root = Path(runs_root)
     if not root.exists():
         return None
@@ -44,7 +70,7 @@ def matmul_flops_per_second(seconds: float = 0.3, efficiency: float = 0.3) -> tu
     return peak * efficiency, f"CPU matmul benchmark ({peak / 1e9:.1f} GFLOP/s) x {efficiency}"
 
 
-def flop_rate(plan: Plan, override: Optional[float] = None) -> tuple[float, str]:
+def flop_rate(plan: Any, override: Optional[float] = None) -> tuple[float, str]:
     """FLOP/s used for time estimates: configured, else measured from past runs, else benchmarked."""
     if override:
         return override, "sweep.flops_per_second"
@@ -54,10 +80,10 @@ def flop_rate(plan: Plan, override: Optional[float] = None) -> tuple[float, str]
     return measured_flops_per_second(cfg.run.root, cfg.model.family) or matmul_flops_per_second()
 
 
-def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:
+def plan_rows(plan: Any, rate: float) -> list[dict[str, Any]]:
     """One dict per planned run, with its status so far and estimated time on this machine."""
     from scaling.store import RunFolder
-    
+
     rows = []
     for spec in plan.runs:
         row = spec.summary()
@@ -67,7 +93,7 @@ def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:
     return rows
 
 
-def plan_json(plan: Plan, rate: float, source: str) -> dict[str, Any]:
+def plan_json(plan: Any, rate: float, source: str) -> dict[str, Any]:
     """The plan for machines: runs, skipped points, totals."""
     sweep = plan.runs[0].cfg.sweep if plan.runs else None
     rows = plan_rows(plan, rate)
@@ -86,7 +112,7 @@ def totals(rows: list[dict[str, Any]], rate: float, source: str, sweep: Any) -> 
             "gpu_flops": gpu_flops, "utilisation": utilisation}
 
 
-def format_plan(plan: Plan, rate: float, source: str) -> str:
+def format_plan(plan: Any, rate: float, source: str) -> str:
     """The plan as a table for people."""
     rows = plan_rows(plan, rate)
     lines = [f"sweep {plan.name} (mode {plan.mode}): {len(rows)} runs",
@@ -104,3 +130,7 @@ def format_plan(plan: Plan, rate: float, source: str) -> str:
     if any(math.isnan(r["tokens_per_param"]) for r in rows):
         lines.append("note: D/N is undefined for runs without a parameter count")
     return "\n".join(lines)
+
+
+COMMAND = Command(name="plan", synopsis="[overrides]", help="show the runs a sweep would make, with N, D, C and time",
+                  parse=hydra_front("plan", ("--json",), "\n--json prints the plan as JSON."), run=run)
