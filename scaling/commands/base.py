@@ -10,6 +10,8 @@ from typing import Any, Callable, NoReturn, Optional, Sequence
 
 from scaling.commands.errors import UsageError
 
+TABLE_SUFFIXES = (".parquet", ".pq", ".csv")  # the run-table files load_runs reads and `scaling pull` writes
+
 
 class CommandParser(argparse.ArgumentParser):
     """argparse whose errors are one line (raised as UsageError) instead of usage text and exit."""
@@ -69,10 +71,22 @@ def writable_folder(path: Path | str, option: str) -> Path:
     `option` names where the path came from: a config key (run.root) or a flag (-o).
     """
     path = Path(path)
-    given = f"{option} {path}" if option.startswith("-") else f"{option}={path}"
-    ancestor = next(p for p in (path, *path.absolute().parents) if p.exists())
+    _check_writable(path, f"{option} {path}" if option.startswith("-") else f"{option}={path}", option)
+    return path
+
+
+def writable_file(path: Path | str, option: str) -> Path:
+    """`path` as a Path when a file can be written there (its folder exists or can be made); writes nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; name a file in it, e.g. {path / 'runs.parquet'}")
+    _check_writable(path.parent, f"{option} {path}", option)
+    return path
+
+
+def _check_writable(folder: Path, given: str, option: str) -> None:
+    ancestor = next(p for p in (folder, *folder.absolute().parents) if p.exists())
     if not ancestor.is_dir():
         raise UsageError(f"{given}: {ancestor} is a file, not a folder; choose another {option}")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError(f"{given}: cannot write in {ancestor} (permission denied); choose another {option}")
-    return path

@@ -11,11 +11,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from scaling.commands.base import Command, writable_folder
+from scaling.commands.base import TABLE_SUFFIXES, Command, writable_file
 from scaling.commands.errors import UsageError, guarded
 from scaling.format import first_line, format_counts
-
-TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,10 +41,7 @@ def _output(output: Path) -> Path:
     """The output file, checked before anything is pulled."""
     if output.suffix not in TABLE_SUFFIXES:
         raise UsageError(f"-o {output}: the run table is written as .parquet or .csv; name the file runs.parquet")
-    if output.is_dir():
-        raise UsageError(f"-o {output} is a folder; name a file in it, e.g. {output / 'runs.parquet'}")
-    writable_folder(output.parent, "-o")
-    return output
+    return writable_file(output, "-o")
 
 
 def _pull(source: str, api: Any) -> Any:

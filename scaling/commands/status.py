@@ -5,22 +5,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scaling.commands.base import Command, existing_path
-from scaling.commands.errors import guarded
+from scaling.commands.base import TABLE_SUFFIXES, Command, existing_path
+from scaling.commands.errors import UsageError, guarded
 from scaling.format import first_line, format_counts, format_int, format_loss, format_sci
 
+SWEEP_HELP = "a sweep folder (runs/NAME)"
 ORDER = {s: i for i, s in enumerate(("running", "failed", "diverged", "interrupted", "stopped", "planned", "completed"))}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """`scaling status`'s arguments."""
-    parser.add_argument("sweep_dir", help="a sweep folder (runs/NAME), or a runs/ root")
+    parser.add_argument("sweep_dir", help=f"{SWEEP_HELP}, a runs/ root, or a run table (.csv, .parquet)")
 
 
 @guarded
 def run(args: argparse.Namespace) -> int:
     """Print the status report."""
-    print(status_table(existing_path(args.sweep_dir, "a sweep folder (runs/NAME)")))
+    path = existing_path(args.sweep_dir, SWEEP_HELP)
+    if path.is_file() and path.suffix not in TABLE_SUFFIXES:
+        raise UsageError(f"{path} is a file, not a sweep folder; give {SWEEP_HELP}")
+    print(status_table(path))
     return 0
 
 
