@@ -65,7 +65,11 @@ def _path_message(exc: OSError) -> str:
 
 
 def guarded(func: Callable[..., int]) -> Callable[..., int]:
-    """Run a command body; turn what it raises into the exit code and the lines the user sees."""
+    """Run a command body; turn what it raises into the exit code and the lines the user sees.
+
+    It wraps every command's `run` (callable on its own, as tests do) and the dispatcher (unknown
+    commands, bad arguments).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> int:

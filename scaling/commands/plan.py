@@ -10,12 +10,15 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from scaling.commands.base import Command, writable_folder
 from scaling.commands.errors import guarded
 from scaling.commands.hydra_front import HydraArgs, hydra_front, print_config
 from scaling.format import format_seconds
+
+if TYPE_CHECKING:  # scaling.plan imports Hydra: only where it is used, to keep `scaling --help` fast
+    from scaling.plan import Plan
 
 
 @guarded
@@ -70,7 +73,7 @@ def matmul_flops_per_second(seconds: float = 0.3, efficiency: float = 0.3) -> tu
     return peak * efficiency, f"CPU matmul benchmark ({peak / 1e9:.1f} GFLOP/s) x {efficiency}"
 
 
-def flop_rate(plan: Any, override: Optional[float] = None) -> tuple[float, str]:
+def flop_rate(plan: Plan, override: Optional[float] = None) -> tuple[float, str]:
     """FLOP/s used for time estimates: configured, else measured from past runs, else benchmarked."""
     if override:
         return override, "sweep.flops_per_second"
@@ -80,7 +83,7 @@ def flop_rate(plan: Any, override: Optional[float] = None) -> tuple[float, str]:
     return measured_flops_per_second(cfg.run.root, cfg.model.family) or matmul_flops_per_second()
 
 
-def plan_rows(plan: Any, rate: float) -> list[dict[str, Any]]:
+def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:
     """One dict per planned run, with its status so far and estimated time on this machine."""
     from scaling.store import RunFolder
 
@@ -93,7 +96,7 @@ def plan_rows(plan: Any, rate: float) -> list[dict[str, Any]]:
     return rows
 
 
-def plan_json(plan: Any, rate: float, source: str) -> dict[str, Any]:
+def plan_json(plan: Plan, rate: float, source: str) -> dict[str, Any]:
     """The plan for machines: runs, skipped points, totals."""
     sweep = plan.runs[0].cfg.sweep if plan.runs else None
     rows = plan_rows(plan, rate)
@@ -112,7 +115,7 @@ def totals(rows: list[dict[str, Any]], rate: float, source: str, sweep: Any) -> 
             "gpu_flops": gpu_flops, "utilisation": utilisation}
 
 
-def format_plan(plan: Any, rate: float, source: str) -> str:
+def format_plan(plan: Plan, rate: float, source: str) -> str:
     """The plan as a table for people."""
     rows = plan_rows(plan, rate)
     lines = [f"sweep {plan.name} (mode {plan.mode}): {len(rows)} runs",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from scaling.commands.base import Command, writable_folder
 from scaling.commands.errors import UsageError, guarded
 from scaling.commands.hydra_front import HydraArgs, hydra_front, print_config
+
+if TYPE_CHECKING:  # scaling.plan imports Hydra: only where it is used, to keep `scaling --help` fast
+    from scaling.plan import Plan
 
 
 @guarded
@@ -24,7 +27,7 @@ def run(args: HydraArgs) -> int:
 
 
 # TODO(lead): replace by scaling.launch.launch_plan
-def launch_plan(plan: Any) -> int:
+def launch_plan(plan: Plan) -> int:
     """Hand the plan to the launcher its config names."""
     launcher = plan.runs[0].cfg.launcher
     if launcher.name == "local":
