@@ -17,7 +17,7 @@ import yaml
 
 from scaling.cli import main as cli
 from scaling.plan import plan_run
-from scaling.pull_command import configure_pull_parser, run_pull
+from scaling.commands.pull import arguments as configure_pull_parser, run as run_pull
 from scaling.store import TABLE_COLUMNS, RunFolder, load_runs
 from scaling.tracking import (make_loggers, offline_runs, parse_wandb_path, read_offline_run, resolve_mode,
                               runs_to_table, wandb_run_id)
@@ -209,7 +209,7 @@ def test_pull_command_errors_are_one_line(tmp_path, capsys):
     assert run_pull(parser.parse_args(["wandb:me/p/none", "-o", str(tmp_path / "r.parquet")]),
                     api=StandInApi("me/p", [])) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 4 and all(line.startswith("scaling pull: error: ") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines)
     assert "wandb:ENTITY/PROJECT" in lines[0] and ".parquet or .csv" in lines[1]
     assert "Max retries exceeded" in lines[2] and "has no runs" in lines[3]
     assert not (tmp_path / "r.parquet").exists()
