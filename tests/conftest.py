@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -30,3 +32,14 @@ def runs_root(tmp_path: Path) -> Path:
 def tiny(base: list[str], runs_root: Path, *more: str) -> Config:
     """The real composed config, shrunk, writing into runs_root."""
     return load_config([*base, f"run.root={runs_root}", *more])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll until `predicate()` is truthy and return its value; fail the test, naming `what`, if it never is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -9,7 +9,6 @@ SOURCE is a sweep folder, a CSV/Parquet run table, or a table pulled from W&B (`
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from scaling.commands.base import Command, existing_path, writable_folder

@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from scaling.launch.local import launch
 from scaling.plan import plan_sweep
 from scaling.store import RunFolder, Status, load_runs
-from tests.conftest import TINY_GPT
+from tests.conftest import TINY_GPT, wait_for
 
 GRID = [*TINY_GPT, "sweep=grid", "sweep.name=own", "++sweep.axes={model.width:[16,32,48]}", "budget.tokens=40000",
         "trainer.threads=1"]
@@ -23,17 +22,6 @@ GRID = [*TINY_GPT, "sweep=grid", "sweep.name=own", "++sweep.axes={model.width:[1
 
 def sweep_command(root: Path, *more: str) -> list[str]:
     return [sys.executable, "-m", "scaling.cli", "sweep", *GRID, f"run.root={root}", *more]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    """Poll until `predicate()` is truthy; fail the test, naming `what`, if it never is."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def alive(pid: int) -> bool:

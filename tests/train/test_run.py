@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 
@@ -17,7 +15,7 @@ from scaling.accounting import gpt_flops_per_token
 from scaling.plan import plan_run
 from scaling.store import RunFolder, load_runs
 from scaling.train import lr_factor, train
-from tests.conftest import TINY_CNN, TINY_GPT, tiny
+from tests.conftest import TINY_CNN, TINY_GPT, tiny, wait_for
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
@@ -62,9 +60,7 @@ def test_sigkill_then_resume_from_checkpoint(runs_root, tmp_path):
     spec = plan_run(tiny(TINY_GPT, runs_root, "budget.tokens=150000"))
     folder = RunFolder(spec.path)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not folder.last_checkpoint.exists():
-        time.sleep(0.2)
+    wait_for(folder.last_checkpoint.exists, 120, "the run's first checkpoint")
     time.sleep(0.5)
     process.send_signal(signal.SIGKILL)
     process.wait()

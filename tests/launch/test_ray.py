@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_GPT
+from tests.conftest import TINY_GPT
 from tests.traces import TRACE, assert_same_training
 from scaling.config import ConfigError, RayLauncherConfig, load_config
 from scaling.launch.ray_session import check_fits, check_launcher, check_trainer, concurrency

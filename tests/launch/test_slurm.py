@@ -24,7 +24,7 @@ from scaling.launch.slurm_script import sbatch_script
 from scaling.plan import plan_run, plan_sweep
 from scaling.store import RunFolder, load_runs
 from scaling.train import train
-from tests.conftest import TINY_GPT
+from tests.conftest import TINY_GPT, wait_for
 from tests.traces import TRACE, assert_same_training
 
 NO_CLUSTER = cluster_answers()
@@ -36,16 +36,6 @@ ON_SLURM = ["launcher=slurm", "launcher.poll_s=1", "launcher.time_min=10"]
 
 def _plan(runs_root: Path, *more: str):
     return plan_sweep([*TINY, f"run.root={runs_root}", *more])
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 class SweepThread(threading.Thread):
@@ -67,7 +57,7 @@ def _running_job(folder: RunFolder, min_step: int) -> str:
         info = my_jobs().get(job_id) if job_id else None
         step = folder.read_record().get("step") or 0
         return job_id if info and info.state == "RUNNING" and step >= min_step else None
-    return _wait(ready, 120, f"the run to pass step {min_step} in a running job")
+    return wait_for(ready, 120, f"the run to pass step {min_step} in a running job")
 
 
 # ---------------------------------------------------------------- without a cluster

@@ -1,0 +1,77 @@
+"""Planning: grids, IsoFLOP budgets, rules, determinism, and run identity.
+
+Run identity is stable: the same configs plan the same run_ids as the version before (3338502).
+A run_id names a run folder; if it changed, every existing sweep would retrain from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from scaling.cli import main
+from scaling.config import ConfigError, load_config
+from scaling.data import build_data
+from scaling.models import build_model
+from scaling.plan import grid_points, plan_sweep
+
+def test_grid_zip_and_exclusions():
+    axes = {"a": [1, 2], "b": [10, 20], "c": ["x", "y"]}
+    points = grid_points(axes, [["a", "b"]], [{"a": 2, "c": "y"}])
+    assert points == [{"a": 1, "b": 10, "c": "x"}, {"a": 1, "b": 10, "c": "y"}, {"a": 2, "b": 20, "c": "x"}]
+    with pytest.raises(ConfigError, match="sweep.zip"):
+        grid_points(axes, [["a", "nope"]], [])
+
+
+def test_isoflop_plan_matches_budgets_and_accounting(capsys):
+    assert main(["plan", "experiment=gpt_isoflop", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    budgets = {}
+    for run in plan["runs"]:
+        cfg = load_config(["experiment=gpt_isoflop", f"model.width={run['width']}", f"model.depth={run['depth']}"])
+        info = build_data(cfg.data).info
+        with torch.device("meta"):
+            model = build_model(cfg.model, info)
+        assert run["N"] == model.num_params()
+        assert run["C"] == pytest.approx(model.flops_per_unit() * run["D"])
+        budget = min((1e13 * k for k in (3, 10, 30)), key=lambda b: abs(run["C"] / b - 1))
+        assert abs(run["C"] / budget - 1) <= 0.05
+        budgets.setdefault(budget, []).append(run["N"])
+    assert len(budgets) >= 3 and all(len(sizes) >= 5 for sizes in budgets.values())
+    assert plan["skipped"] and all(s["reason"] for s in plan["skipped"])
+    assert plan["totals"]["runs"] == len(plan["runs"]) and plan["totals"]["gpu_hours"] > 0
+
+
+def test_plan_is_deterministic_and_rules_apply():
+    first = plan_sweep(["experiment=quickstart"])
+    second = plan_sweep(["experiment=quickstart"])
+    assert [r.run_id for r in first.runs] == [r.run_id for r in second.runs]
+    assert len(first.runs) == 18 and len({r.N for r in first.runs}) >= 6 and len({r.D for r in first.runs}) >= 2
+    assert max(r.N for r in first.runs) / min(r.N for r in first.runs) >= 10
+    depths = {r.cfg.model.width: r.cfg.model.depth for r in first.runs}
+    assert depths[32] == 1 and depths[64] == 2 and depths[96] == 3
+
+
+PINNED = {
+    ("experiment=quickstart",): ["60de2042c2", "5a5e6d5ffc", "46ced6569e", "602f8645d4", "8e2efb058c",
+                                 "b64a699df0", "4a3ea97e3b", "650e343461", "b09a0643a6", "2bda5d5dff",
+                                 "0711487a5a", "f38beb38b6", "989ffbac27", "8c928bf0a6", "0eeb3f1f27",
+                                 "8136ef233a", "bd615e39e5", "e00286739b"],
+    ("experiment=digits_cnn",): ["7d353a1ff7", "d8ba09dea4", "e37e6272d1", "3d184ce560", "afa70f010a"],
+    ("experiment=gpt_isoflop",): ["6ab9c12c24", "59de754107", "177a1953e7", "ccf10b7d6b", "9bf366bca9",
+                                  "c8f408bcea", "a9c7321be9", "7be16187e7", "81f3432ca2", "513ed97562",
+                                  "5d899f4ae6", "66131eb39d", "e38ae96eac", "b2e748bfa2", "6e15c66144",
+                                  "3f715b6532", "b1d5590de2"],
+    ("model.width=32", "model.depth=1", "model.head_dim=16", "data.seq_len=32", "budget.tokens=12800"):
+        ["da85e0d753"],
+    ("model=cnn", "data=digits", "sweep=grid", "++sweep.axes={model.width:[4,8]}", "budget.samples=640"):
+        ["e04a58882f", "54e7f8bb5d"],
+}
+
+
+@pytest.mark.parametrize("overrides", list(PINNED), ids=lambda o: o[0])
+def test_run_ids_are_those_of_the_previous_version(overrides, tmp_path):
+    plan = plan_sweep([*overrides, f"run.root={tmp_path}"])
+    assert [spec.run_id for spec in plan.runs] == PINNED[overrides]
