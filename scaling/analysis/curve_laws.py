@@ -18,7 +18,7 @@ Everything is pure numpy over arrays; laws work in units of the peak learning ra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -28,7 +28,7 @@ DEFAULT_RESOLUTION = 64  # steps per lumped stretch of the MPL's loss-drop sum
 
 
 def per_step_lr(steps: Array, lrs: Array) -> Array:
-    """The learning rate of every step 0..steps[-1], rebuilt from the logged (step, lr) pairs.
+    """The learning rate of every step 0..steps[-1], rebuilt from the logged (step, lr) pairs (steps sorted, unique).
 
     Before the first logged step the rate rises linearly from 0 at step 0 (a linear warmup, when the
     log starts after it). Between two logged steps it is interpolated linearly, except for an
@@ -99,30 +99,33 @@ def _drop_pairs(lr: Array, cumulative: Array, t: Array, drops: Array, centres: A
             "pair_drop": drops[stretch], "pair_log_lr": np.log(lr[centres[stretch]])}
 
 
+def _step_drops(lr: Array, peak: int) -> Array:
+    """eta_{k-1} - eta_k of every step k, 0 up to the peak (the warmup's rises are not drops)."""
+    drops = np.zeros(len(lr))
+    drops[peak + 1:] = lr[peak:-1] - lr[peak + 1:]
+    return drops
+
+
 def _lumped_drops(lr: Array, peak: int, evaluated: Array, resolution: int) -> tuple[Array, Array]:
-    """Stretches of steps after the peak (cut at every `resolution` steps and after every evaluated step)
-    with a drop: their total drop and their drop-weighted centre step."""
-    step_drop = np.zeros(len(lr))
-    step_drop[peak + 1:] = lr[peak:-1] - lr[peak + 1:]
+    """Stretches of steps after the peak (cut every `resolution` steps and after every evaluated step)
+    that have a drop: their total drop and their drop-weighted centre step."""
+    if peak + 1 >= len(lr):
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    step_drop = _step_drops(lr, peak)
     edges = np.union1d(np.arange(peak + 1, len(lr), resolution), evaluated[evaluated > peak] + 1)
     edges = edges[edges < len(lr)]
-    drops = np.add.reduceat(step_drop, edges) if len(edges) else np.zeros(0)
     weight = np.abs(step_drop)
-    mass = np.add.reduceat(weight, edges) if len(edges) else np.zeros(0)
-    moment = np.add.reduceat(weight * np.arange(len(lr)), edges) if len(edges) else np.zeros(0)
+    mass = np.add.reduceat(weight, edges)
     has_drop = mass > 0
-    centres = np.rint(moment[has_drop] / mass[has_drop]).astype(np.int64)
-    return drops[has_drop], centres
+    centres = np.add.reduceat(weight * np.arange(len(lr)), edges)[has_drop] / mass[has_drop]
+    return np.add.reduceat(step_drop, edges)[has_drop], np.rint(centres).astype(np.int64)
 
 
 def _anneal_area(lr: Array, peak: int, decay: float) -> Array:
     """S2 at every step: the cumulated momentum of rate drops, m_i = decay m_{i-1} + (eta_{i-1} - eta_i)."""
     from scipy.signal import lfilter
 
-    step_drop = np.zeros(len(lr))
-    step_drop[peak + 1:] = lr[peak:-1] - lr[peak + 1:]
-    momentum = lfilter([1.0], [1.0, -decay], step_drop)
-    return np.cumsum(momentum)
+    return np.cumsum(lfilter([1.0], [1.0, -decay], _step_drops(lr, peak)))
 
 
 # ---------------------------------------------------------------------- the laws
@@ -134,7 +137,7 @@ class CurveLaw:
 
     `predict(theta, features)` -> (loss [n], d loss / d theta [n, p]) in fit space theta;
     `to_params(theta, peak_lr)` gives the papers' parameters in papers' units and
-    `from_params(params, peak_lr)` the inverse; `starts(features)` proposes starting points [S, p].
+    `from_params(params, peak_lr)` the inverse; `bounds` bound theta for L-BFGS-B.
     """
 
     name: str
@@ -166,14 +169,14 @@ def mpl_predict(theta: Array, f: CurveFeatures) -> tuple[Array, Array]:
     tail = np.exp(-beta * log_base)  # 1 - G
     gain = -np.expm1(-beta * log_base) / beta * f.pair_drop  # drop * G / beta
     slope = scaled * tail / (1.0 + scaled) * f.pair_drop  # drop * d(G / beta) / d log C
-
+    # per pair: drop * G / beta and its derivatives in log C, log beta and gamma (d x / d gamma = -log(eta) x)
     terms = np.stack([gain, slope, log_base * tail * f.pair_drop - gain, -slope * f.pair_log_lr], axis=1)
-    sums = np.zeros((len(f.area), 4))  # per step: loss drop / (B beta) and its derivatives
+    sums = np.zeros((len(f.area), 4))  # the same, summed per evaluated step
     if len(terms):
         sums[f.first_paired:] = np.add.reduceat(terms, f.row_starts, axis=0)
     jac = np.empty((len(f.area), 7))
     jac[:, 0], jac[:, 1], jac[:, 2] = 1.0, d_log_A, d_alpha
-    jac[:, 3:] = -B_beta * sums  # d x / d gamma = -log(eta) x
+    jac[:, 3:] = -B_beta * sums
     return L0 + power - B_beta * sums[:, 0], jac
 
 
@@ -209,10 +212,10 @@ def _anneal_theta(p: dict[str, float], peak: float) -> Array:
 MPL = CurveLaw(name="mpl", param_names=("L0", "A", "alpha", "B", "C", "beta", "gamma"),
                formula="L0 + A*(S1+S_W)^-alpha - B*sum_k (eta_{k-1}-eta_k)*(1-(C*eta_k^-gamma*S_k+1)^-beta)",
                predict=mpl_predict, to_params=_mpl_params, from_params=_mpl_theta,
-               bounds=((None, None), (None, None), (1e-3, 3.0), (None, None), (None, None), (np.log(1e-4), np.log(5.0)),
-                       (0.0, 3.0)))
+               bounds=((None, None), (None, None), (1e-3, 3.0), (None, None), (None, None),
+                       (np.log(1e-4), np.log(5.0)), (0.0, 3.0)))
 ANNEAL = CurveLaw(name="anneal", param_names=("L0", "A", "alpha", "C"),
                   formula=f"L0 + A*S1^-alpha - C*S2 (S2: annealing area, lambda={ANNEAL_DECAY})",
                   predict=anneal_predict, to_params=_anneal_params, from_params=_anneal_theta,
-                  bounds=((None, None), (None, None), (1e-3, 3.0), (None, None)))
+                  bounds=((None, None), (None, None), (1e-3, 3.0), (0.0, None)))
 CURVE_LAWS = {law.name: law for law in (MPL, ANNEAL)}

@@ -54,7 +54,8 @@ def _read_sweep(path: Path) -> dict[str, pd.DataFrame]:
     _, long = load_runs(path, curves=True)
     if long.empty:
         return {}
-    return {str(run_id): _with_loss(frame.drop(columns="run_id")) for run_id, frame in long.groupby("run_id", sort=True)}
+    return {str(run_id): _with_loss(frame.drop(columns="run_id"))
+            for run_id, frame in long.groupby("run_id", sort=True)}
 
 
 def _with_loss(frame: pd.DataFrame) -> pd.DataFrame:

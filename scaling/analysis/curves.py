@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ContextManager, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from scaling.analysis.curve_laws import (CURVE_LAWS, DEFAULT_RESOLUTION, CurveFe
                                          per_step_lr)
 from scaling.analysis.hygiene import AnalysisError
 
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 CURVE_COLUMNS = ("step", "lr", "loss")
 HUBER_DELTA = 1e-3
 MAX_STRETCHES = 2048  # lumped drop stretches per curve: bounds the [points, stretches] matrices
@@ -154,19 +155,19 @@ def clean_curve(name: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _all_features(frames: Mapping[str, pd.DataFrame], peak: float) -> tuple[dict[str, CurveFeatures], list[str]]:
     """Each curve's features (in units of the global peak rate `peak`) and notes on the steps left out."""
-    features, notes = {}, []
+    features, warmup, thinned = {}, [], []
     for name, frame in frames.items():
         steps = frame["step"].to_numpy()
         lr = per_step_lr(steps, frame["lr"].to_numpy())
         after_peak = np.flatnonzero(steps >= int(np.argmax(lr)))
         kept = _thin(after_peak)
-        if len(after_peak) < len(steps):
-            notes.append(f"curve {name}: its {len(steps) - len(after_peak)} logged steps before the peak of the "
-                         f"learning rate (warmup) are neither fitted nor scored, as in Luo et al.")
-        if len(kept) < len(after_peak):
-            notes.append(f"curve {name}: {len(kept)} of its {len(after_peak)} logged steps, evenly spread, are used")
+        warmup += [f"{len(steps) - len(after_peak)} of {name}"] if len(after_peak) < len(steps) else []
+        thinned += [f"{len(kept)} of {len(after_peak)} of {name}"] if len(kept) < len(after_peak) else []
         resolution = max(DEFAULT_RESOLUTION, -(-len(lr) // MAX_STRETCHES))
         features[name] = curve_features(lr, steps[kept], frame["loss"].to_numpy()[kept], peak, resolution=resolution)
+    notes = [("logged steps before the peak of the learning rate (warmup) are neither fitted nor scored, as in Luo "
+              f"et al.: {', '.join(warmup)}")] if warmup else []
+    notes += [f"long curves are used at evenly spread steps: {', '.join(thinned)}"] if thinned else []
     return features, notes
 
 
@@ -189,14 +190,14 @@ def _require_points(features: Mapping[str, CurveFeatures], chosen: Sequence[str]
 def _score(result: CurveFit, name: str, fitted: bool, feature: CurveFeatures, predicted: np.ndarray) -> None:
     relative = np.abs(predicted - feature.loss) / feature.loss
     result.curves[name] = {"fitted": fitted, "mean_rel_err": float(np.mean(relative)),
-                           "max_rel_err": float(np.max(relative)), "points": int(len(relative))}
+                           "max_rel_err": float(np.max(relative)), "points": len(relative)}
     result.predictions[name] = pd.DataFrame({"step": feature.steps, "loss": feature.loss, "predicted": predicted})
 
 
 # ---------------------------------------------------------------------- the fit
 
 
-def huber_objective(law: CurveLaw, features: Iterable[CurveFeatures]):
+def huber_objective(law: CurveLaw, features: Iterable[CurveFeatures]) -> Objective:
     """theta -> (mean Huber loss of the log residuals / delta^2, its gradient) over the curves' points."""
     features = list(features)
     n_points = sum(len(f.loss) for f in features)
@@ -231,7 +232,7 @@ def _minimise(law: CurveLaw, features: list[CurveFeatures], exhaustive: bool) ->
     return best_theta, best_value
 
 
-def _descend(objective, theta: np.ndarray, bounds: Sequence, restarts: int = 5) -> tuple[np.ndarray, float]:
+def _descend(objective: Objective, theta: np.ndarray, bounds: Sequence, restarts: int = 5) -> tuple[np.ndarray, float]:
     """L-BFGS-B, restarted from where it stopped while that still helps (it sometimes stops on a tiny step)."""
     value = np.inf
     for _ in range(restarts):
@@ -245,7 +246,7 @@ def _descend(objective, theta: np.ndarray, bounds: Sequence, restarts: int = 5) 
     return theta, value
 
 
-def _one_blas_thread() -> ContextManager:
+def _one_blas_thread() -> contextlib.AbstractContextManager:
     """BLAS on one thread: L-BFGS-B's small products (7 parameters) only lose time to more (10x on a busy machine)."""
     try:
         from threadpoolctl import threadpool_limits  # installed with scikit-learn

@@ -33,6 +33,7 @@ def _holdout(text: str) -> int | float:
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """`scaling fit`'s arguments."""
+    from scaling.analysis.curve_laws import CURVE_LAWS
     from scaling.analysis.laws import LAW_NAMES
 
     parser.add_argument("source", help=f"{SOURCE_HELP}; with --law curve, {CURVE_SOURCE_HELP}")
@@ -40,7 +41,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
                         help="chinchilla or kaplan: L(N, D); compute, params, data: L(C), L(N), L(D); "
                              "isoflop, envelope: Chinchilla's approaches 2 and 1; curve: a law of whole loss "
                              "curves under any learning-rate schedule (default: chinchilla)")
-    parser.add_argument("--curve-law", choices=["mpl", "anneal"],
+    parser.add_argument("--curve-law", choices=list(CURVE_LAWS),
                         help="with --law curve: mpl (Luo et al. 2025's multi-power law) or anneal (Tissue et al. "
                              "2024's annealing law) (default: mpl)")
     parser.add_argument("--fit-on", metavar="NAME[,NAME...]",
@@ -118,7 +119,6 @@ def _run_curve(args: argparse.Namespace) -> int:
 def _names(spec: str | None) -> list[str] | None:
     """--fit-on 'a,b' as ['a', 'b'] (None when not given; [] when it names nothing)."""
     return None if spec is None else [name.strip() for name in spec.split(",") if name.strip()]
-
 
 
 def _fit(args: argparse.Namespace, source: Any) -> Any:
