@@ -3,6 +3,7 @@
     scaling fit runs/quickstart --law compute --holdout 2 --json
     scaling fit chinchilla.csv --columns 'N=Model Size,C=Training FLOP,loss=loss' --bootstrap 1000
     scaling fit runs/ladder --compare
+    scaling fit data/loss_curves/25 --law curve --curve-law mpl --fit-on cosine_24000,constant_24000,wsdcon_9
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from scaling.commands.base import Command, existing_path
 from scaling.commands.errors import UsageError, guarded
 
 SOURCE_HELP = "a sweep folder (runs/NAME) or a CSV/TSV/Parquet run table"
+CURVE_SOURCE_HELP = "a sweep folder (runs/NAME) or a folder of CSV files with columns step, lr, loss"
+CURVE_LAW = "curve"  # --law curve: a law of whole loss curves (scaling.analysis.curves)
+NOT_FOR_CURVES = {"columns": "--columns", "where": "--where", "bootstrap": "--bootstrap", "holdout": "--holdout",
+                  "compare": "--compare", "frontier": "--frontier", "predict": "--predict"}
 SINGLE_LAWS = {"compute": "C", "params": "N", "data": "D"}  # one-variable laws and what they read
 
 
@@ -28,12 +33,20 @@ def _holdout(text: str) -> int | float:
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     """`scaling fit`'s arguments."""
+    from scaling.analysis.curve_laws import CURVE_LAWS
     from scaling.analysis.laws import LAW_NAMES
 
-    parser.add_argument("source", help=SOURCE_HELP)
-    parser.add_argument("--law", default="chinchilla", choices=LAW_NAMES,
+    parser.add_argument("source", help=f"{SOURCE_HELP}; with --law curve, {CURVE_SOURCE_HELP}")
+    parser.add_argument("--law", default="chinchilla", choices=[*LAW_NAMES, CURVE_LAW],
                         help="chinchilla or kaplan: L(N, D); compute, params, data: L(C), L(N), L(D); "
-                             "isoflop, envelope: Chinchilla's approaches 2 and 1 (default: chinchilla)")
+                             "isoflop, envelope: Chinchilla's approaches 2 and 1; curve: a law of whole loss "
+                             "curves under any learning-rate schedule (default: chinchilla)")
+    parser.add_argument("--curve-law", choices=list(CURVE_LAWS),
+                        help="with --law curve: mpl (Luo et al. 2025's multi-power law) or anneal (Tissue et al. "
+                             "2024's annealing law) (default: mpl)")
+    parser.add_argument("--fit-on", metavar="NAME[,NAME...]",
+                        help="with --law curve: the curves to fit (file stems or run_ids); the others are predicted "
+                             "(default: fit all)")
     parser.add_argument("--columns", help="rename the table's columns: 'N=Model Size,C=Training FLOP,loss=loss' "
                                           "(D = C / (6 N) when only N and C are given)")
     parser.add_argument("--where", help="keep only rows matching a pandas query, e.g. \"family == 'gpt'\"")
@@ -60,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     """Fit and print the law (or the comparison); a bad table or request is a UsageError."""
     from scaling.analysis.table import read_source
 
+    if args.law == CURVE_LAW:
+        return _run_curve(args)
     _check_options(args)
     try:
         source = read_source(existing_path(args.source, SOURCE_HELP), columns=args.columns, where=args.where,
@@ -81,6 +96,29 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--level {args.level} is not a confidence level; give a number between 0 and 1, e.g. 0.95")
     if not args.delta > 0:
         raise UsageError(f"--delta {args.delta} must be positive (the Huber delta on log loss, e.g. 1e-3)")
+    for option, flag in (("curve_law", "--curve-law"), ("fit_on", "--fit-on")):
+        if getattr(args, option) is not None:
+            raise UsageError(f"{flag} goes with --law curve (a law of whole loss curves), not --law {args.law}")
+
+
+def _run_curve(args: argparse.Namespace) -> int:
+    """`--law curve`: fit a curve law to some curves of SOURCE, predict the others, print the errors."""
+    from scaling.analysis.curve_source import read_curves
+    from scaling.analysis.curves import fit_curves
+
+    given = [flag for option, flag in NOT_FOR_CURVES.items() if getattr(args, option) not in (None, False, 0)]
+    if given:
+        raise UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to --law curve; "
+                         f"its options are --curve-law, --fit-on and --json")
+    curves = read_curves(existing_path(args.source, CURVE_SOURCE_HELP))
+    result = fit_curves(curves, law=args.curve_law or "mpl", fit_on=_names(args.fit_on))
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    return 0
+
+
+def _names(spec: str | None) -> list[str] | None:
+    """--fit-on 'a,b' as ['a', 'b'] (None when not given; [] when it names nothing)."""
+    return None if spec is None else [name.strip() for name in spec.split(",") if name.strip()]
 
 
 def _fit(args: argparse.Namespace, source: Any) -> Any:
