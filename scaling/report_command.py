@@ -49,9 +49,10 @@ def configure_report_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_report(args: argparse.Namespace) -> int:
     """Run `scaling report`; 0 on success, 2 with one line on stderr for a bad source or request."""
-    from scaling.analysis.figures import analyse, target_prediction
+    from scaling.analysis.analyse import analyse
     from scaling.analysis.report import write_report
-    from scaling.analysis.table import read_source
+    from scaling.analysis.series import target_prediction
+    from scaling.analysis.source import read_source
 
     if args.bootstrap < 0 or (args.holdout is not None and args.holdout < 0):
         return _error("--bootstrap and --holdout take a count >= 0")
@@ -74,7 +75,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def summary_lines(an, target) -> list[str]:
     """What `scaling report` prints: the runs, the fit, the prediction at the target, the backtest."""
-    from scaling.analysis.figures import fmt_count, fmt_flops
+    from scaling.analysis.formatting import fmt_count, fmt_flops
 
     sweeps = sorted(map(str, an.runs["sweep"].dropna().unique())) if "sweep" in an.runs.columns else []
     lines = [f"{len(an.runs)} runs ({len(an.usable)} completed with a loss) from "

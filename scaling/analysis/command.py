@@ -18,7 +18,7 @@ from scaling.analysis.hygiene import AnalysisError
 from scaling.analysis.laws import LAW_NAMES
 from scaling.analysis.result import json_safe
 from scaling.analysis.summary import format_comparison
-from scaling.analysis.table import read_source
+from scaling.analysis.source import read_source
 
 
 def _holdout(text: str) -> int | float:
