@@ -18,7 +18,7 @@ import pandas as pd
 
 from scaling.analysis import AnalysisError, FitResult, fit
 from scaling.analysis.envelope import choose_loss_column
-from scaling.analysis.hygiene import usable
+from scaling.analysis.hygiene import run_labels, usable
 from scaling.analysis.laws import PARAMETRIC_LAWS
 
 LOSS_LAWS = ("chinchilla", "kaplan")  # laws of N and D: a loss at every (N, D) and an allocation
@@ -75,13 +75,15 @@ def analyse(runs: pd.DataFrame, curves: Optional[pd.DataFrame] = None, law: str 
     Nothing raises for a table that cannot be fitted: the reason lands in `errors` and the
     figures show the data alone.
     """
-    usable = usable_runs(runs)
+    if "run_id" not in runs.columns:  # the labels fits give rows ('row 3'), so figures can match runs to fits
+        runs = runs.assign(run_id=run_labels(runs))
+    kept = usable_runs(runs)
     curves = curves if curves is not None and len(curves) else None
-    an = Analysis(runs=runs, usable=usable, curves=curves, law=law, main=None, level=level,
-                  target_C=float(target_flops) if target_flops else default_target(usable["C"]))
+    an = Analysis(runs=runs, usable=kept, curves=curves, law=law, main=None, level=level,
+                  target_C=float(target_flops) if target_flops else default_target(kept["C"]))
     an.loss_column = _loss_column(curves)
     an.main = _try(an, law, lambda: fit(runs, law, curves=curves, bootstrap=bootstrap, seed=seed, level=level))
-    k = auto_holdout(len(usable), law) if holdout is None else holdout
+    k = auto_holdout(len(kept), law) if holdout is None else holdout
     if an.main is not None and k:
         tested = _try(an, "backtest", lambda: fit(runs, law, curves=curves, holdout=k, seed=seed))
         an.main.backtest = tested.backtest if tested is not None else None

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.laws import Law
+from scaling.store import Status
 
-USABLE_STATUS = "completed"
 POSITIVE_COLUMNS = ("N", "N_nonembed", "D", "D_unique", "C", "loss", "C_seen", "D_seen")
 
 
@@ -48,7 +48,7 @@ def exclusion_reasons(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     reasons = pd.Series("", index=frame.index, dtype=object)
     if "status" in frame.columns:
         status = frame["status"]
-        bad = status.notna() & (status.astype(str) != USABLE_STATUS)
+        bad = status.notna() & (status.astype(str) != Status.COMPLETED.value)
         reasons[bad] = "status " + status[bad].astype(str)
     for col in columns:
         values = pd.to_numeric(frame[col], errors="coerce").astype(float)
