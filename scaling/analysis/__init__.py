@@ -31,9 +31,9 @@ from scaling.analysis.table import compute_frontier, prepare
 
 __all__ = [
     "AnalysisError", "Comparison", "FitResult", "LAW_NAMES", "LawFit", "Source", "backtest", "chinchilla_allocation",
-    "chinchilla_loss", "compare", "compute_frontier", "fit", "fit_envelope", "fit_isoflop", "fit_law", "fit_parametric", "frontier",
-    "get_law", "grid_starts", "huber", "isoflop_minima", "kaplan_allocation", "kaplan_loss", "lbfgs",
-    "optimal_allocation", "power_law", "read_source", "seed_noise",
+    "chinchilla_loss", "compare", "compute_frontier", "fit", "fit_envelope", "fit_isoflop", "fit_law",
+    "fit_parametric", "frontier", "get_law", "grid_starts", "huber", "isoflop_minima", "kaplan_allocation",
+    "kaplan_loss", "lbfgs", "optimal_allocation", "power_law", "read_source", "seed_noise", "usable",
 ]
 
 APPROACHES = ("chinchilla", "isoflop", "envelope")

@@ -138,7 +138,7 @@ def _draw_frontier(ax: Axes, an: Analysis) -> None:
     if curve["lo"].notna().any():
         ax.fill_between(curve["C"], curve["lo"], curve["hi"], color="crimson", alpha=0.15, lw=0,
                         label=f"{an.level:.0%} bootstrap band")
-    limits = loss_limits(an, curve)  # keep the axes on the data: a wild bootstrap band must not squash the runs
+    limits = loss_limits(an, curve)
     if limits:
         ax.set_ylim(*limits)
     target = target_prediction(an)

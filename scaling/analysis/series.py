@@ -47,7 +47,6 @@ def size_norm(an: Analysis) -> LogNorm:
     return LogNorm(vmin=lo, vmax=hi * 1.0001 if hi == lo else hi)
 
 
-
 def palette(count: int, name: str = "plasma", span: float = 0.85) -> list[str]:
     """`count` hex colours spread over `span` of a matplotlib colour map (one per line of a figure)."""
     cmap = colormaps.get_cmap(name)
@@ -328,7 +327,6 @@ def _power_fit(x: pd.Series, y: pd.Series, name: str = "x") -> dict[str, Any]:
     grid = np.geomspace(x[ok].min(), x[ok].max(), 50)
     return {"fit": {"k": k, "exponent": exponent, "r2": r2, "x": grid, "y": k * grid**exponent},
             "note": f"∝ {name}^{exponent:.3f} (R² = {r2:.2f})"}
-
 
 
 # --------------------------------------------------------------------------- axes
