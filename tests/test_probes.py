@@ -20,7 +20,7 @@ from scaling.launch.worker import train_folder
 from scaling.plan import plan_run
 from scaling.probes import ProbeError, probe_run
 from scaling.probes import pictures
-from scaling.probes.command import configure_probe_parser, run_probe
+from scaling.commands.probe import arguments as configure_probe_parser, run as run_probe
 from scaling.probes.embeddings import CHAR_CLASSES, char_class_table
 from scaling.probes.knn import knn_accuracy, nearest_neighbours
 from scaling.probes.organisation import class_distance_ratio

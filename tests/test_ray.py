@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_GPT
+from tests.traces import TRACE, assert_same_training
 from scaling.config import ConfigError, RayLauncherConfig, load_config
 from scaling.launch.ray_session import check_fits, check_launcher, check_trainer, concurrency
 from scaling.plan import plan_run, plan_sweep
@@ -20,7 +21,7 @@ ray = pytest.importorskip("ray")
 # 4 runs of 12 steps (checkpoints every 5); the width-32 runs crash at step 7: seed 0 once
 # (retried by Tune: completes), seed 1 twice (the retry crashes too: failed until the next sweep).
 GRID = [*TINY_GPT, "sweep=grid", "++sweep.axes={model.width: [16, 32], seed: [0, 1]}", "budget.tokens=3072",
-        "trainer.checkpoint_every=5", "trainer.val_every=6"]
+        "trainer.checkpoint_every=5", "trainer.val_every=6", *TRACE]
 CRASHES = ['++sweep.rules={trainer.fail_at_step: "7 if width == 32 else None", '
            'trainer.fail_attempts: "2 if seed == 1 else 1"}']
 
@@ -128,6 +129,25 @@ def test_run_table_is_the_local_launchers(first_sweep, tmp_path):
     assert from_ray[columns].equals(from_local[columns])
     ray_loss, local_loss = from_ray["loss"].tolist(), from_local["loss"].tolist()
     assert all(math.isclose(a, b, rel_tol=1e-3) for a, b in zip(ray_loss, local_loss))
+    retried = records(root)[(32, 0)]["run_id"]  # crashed at step 7 under Ray, retried from step 5
+    assert_same_training(RunFolder(root / "grid" / retried), RunFolder(local_root / "grid" / retried))
+
+
+def test_a_trial_failing_before_training_records_the_failure(ray_cpus, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 3000)
+    overrides = [*TINY_GPT, "data.name=files", f"data.paths=[{corpus}]", "data.glob=*.txt", "budget.tokens=4096",
+                 "data.val_tokens=1024"]
+    plan = plan_sweep([*overrides, "launcher=ray", "launcher.max_failures=0", f"run.root={tmp_path / 'runs'}"])
+    (corpus / "a.txt").unlink()  # the data goes away between planning and training
+    from scaling.launch.ray import launch as run_ray
+
+    out = io.StringIO()
+    assert run_ray(plan, out=out) == 1
+    record = RunFolder(plan.runs[0].path).read_record()
+    assert record["status"] == "failed" and "matched no non-empty files" in record["error"], record
+    assert "0/1 completed" in out.getvalue()
 
 
 # ------------------------------------------------------------------ checks (no Ray needed)

@@ -15,15 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from scaling.config import ConfigError, SlurmLauncherConfig
+from scaling.config import ConfigError, SlurmLauncherConfig, load_config
 from scaling.launch.local import launch as run_local
 from scaling.launch.slurm import Tracked, check_plan, check_run, still_queued
 from scaling.launch.slurm import launch as run_slurm
 from scaling.launch.slurm_queue import JobInfo, cluster_answers, my_jobs, parse_show_job, parse_squeue
 from scaling.launch.slurm_script import sbatch_script
-from scaling.plan import plan_sweep
+from scaling.plan import plan_run, plan_sweep
 from scaling.store import RunFolder, load_runs
+from scaling.train import train
 from tests.conftest import TINY_GPT
+from tests.traces import TRACE, assert_same_training
 
 NO_CLUSTER = cluster_answers()
 needs_cluster = pytest.mark.skipif(NO_CLUSTER is not None, reason=f"no SLURM cluster ({NO_CLUSTER}); "
@@ -176,10 +178,20 @@ def test_two_process_ddp_run_under_srun(tmp_path):
     assert record["step"] == plan.runs[0].steps and record["loss"] < 5.0
 
 
+def uninterrupted(root: Path, *overrides: str) -> RunFolder:
+    """The same run trained here in one go: the reference a resumed run must match."""
+    spec = plan_run(load_config([*TINY, f"run.root={root}", *overrides]))
+    train(spec)
+    return RunFolder(spec.path)
+
+
+RESUMABLE = [*TRACE, "budget.tokens=102400", "trainer.checkpoint_every=25"]  # 400 steps
+
+
 @pytest.mark.slurm
 @needs_cluster
 def test_preempted_job_checkpoints_requeues_and_resumes(tmp_path):
-    plan = _plan(tmp_path, *ON_SLURM, "budget.tokens=102400", "trainer.checkpoint_every=25")  # 400 steps
+    plan = _plan(tmp_path, *ON_SLURM, *RESUMABLE)
     folder = RunFolder(plan.runs[0].path)
     sweep = SweepThread(plan)
     sweep.start()
@@ -195,6 +207,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes(tmp_path):
     assert record["resumed_from_step"] >= max(30, seen)
     log = Path(folder.read_job()["log"]).read_text()
     assert "(restart 0)" in log and "(restart 1)" in log and "DUE TO JOB REQUEUE" in log
+    assert_same_training(folder, uninterrupted(tmp_path / "whole", *RESUMABLE))
 
 
 @pytest.mark.slurm
@@ -219,7 +232,7 @@ def test_scancel_marks_the_run_failed_within_a_minute(tmp_path):
 @pytest.mark.slurm
 @needs_cluster
 def test_operator_requeue_resumes_from_the_checkpoint(tmp_path):
-    plan = _plan(tmp_path, *ON_SLURM, "budget.tokens=102400", "trainer.checkpoint_every=25")  # 400 steps
+    plan = _plan(tmp_path, *ON_SLURM, *RESUMABLE)
     folder = RunFolder(plan.runs[0].path)
     sweep = SweepThread(plan)
     sweep.start()
@@ -229,4 +242,5 @@ def test_operator_requeue_resumes_from_the_checkpoint(tmp_path):
     assert sweep.code == 0, sweep.out.getvalue()
     record = folder.read_record()
     assert record["status"] == "completed" and record["step"] == 400 and record["attempts"] == 2
+    assert_same_training(folder, uninterrupted(tmp_path / "whole", *RESUMABLE))
     assert record["resumed_from_step"] >= 25  # not a restart from step 0

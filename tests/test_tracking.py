@@ -231,7 +231,7 @@ def test_pull_command_errors_are_one_line(tmp_path, capsys, use_api):
     use_api(StandInApi("me/p", []))
     assert cli(["pull", "wandb:me/p/none", "-o", out]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 4 and all("error: " in line for line in lines)
+    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines)
     assert "wandb:ENTITY/PROJECT" in lines[0] and ".parquet or .csv" in lines[1]
     assert "Max retries exceeded" in lines[2] and "has no runs" in lines[3]
     assert not (tmp_path / "r.parquet").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling.config import to_yaml
+from scaling.format import format_seconds
 from scaling.plan import Plan, RunSpec
 from scaling.store import DamagedRecord, RunFolder, Status
 
@@ -102,16 +103,6 @@ def overhead_and_rate(times: list[tuple[float, float]]) -> tuple[float, float]:
     if b < 0:
         return float(seconds.mean()), 0.0
     return float(a), float(b)
-
-
-def format_seconds(seconds: float) -> str:
-    """1h02m, 3m05s or 12s."""
-    seconds = max(0, int(round(seconds)))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 def summarise(plan: Plan, skipped_done: int) -> tuple[str, int]:

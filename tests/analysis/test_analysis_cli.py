@@ -1,21 +1,18 @@
-"""`scaling fit` (configure_fit_parser / run_fit) on CSV files and sweep folders."""
+"""`scaling fit` (scaling.commands.fit) on CSV files and sweep folders."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pandas as pd
 import pytest
 
-from scaling.analysis.command import configure_fit_parser, run_fit
 from scaling.analysis.synthetic import isoflop_table, training_curves
+from scaling.cli import main
 
 
 def scaling_fit(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="scaling fit")
-    configure_fit_parser(parser)
-    return run_fit(parser.parse_args(argv))
+    return main(["fit", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +72,7 @@ def test_errors_are_one_line_and_exit_2(csv_path, capsys, argv, message):
     argv = [a.replace("{csv}", str(csv_path)) for a in argv]
     assert scaling_fit(argv) == 2
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1 and err.startswith("scaling fit: error:")
+    assert message in err and err.count("\n") == 1 and err.startswith("error:")
 
 
 def test_tsv_tables_and_unreadable_files(csv_path, tmp_path, capsys):

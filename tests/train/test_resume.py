@@ -16,19 +16,14 @@ from scaling.plan import plan_run
 from scaling.store import RunFolder
 from scaling.train import InjectedFailure, train
 from tests.conftest import TINY_CNN, TINY_GPT, tiny
+from tests.traces import TRACE, batch_trace
 
-TRACE = ["trainer.trace_batches=true", "trainer.checkpoint_every=5"]
-
-
-def batch_trace(folder: RunFolder) -> dict[tuple[int, int, int], str]:
-    """(step, rank, micro-batch) -> hash; for a step trained twice, the last attempt's."""
-    lines = (line.split() for line in (folder.path / "batches.txt").read_text().splitlines())
-    return {(int(step), int(rank), int(micro)): digest for step, rank, micro, digest in lines}
+RESUMABLE = [*TRACE, "trainer.checkpoint_every=5"]
 
 
 def train_interrupted(base: list[str], root, fail_at: int, *more: str) -> tuple[dict, RunFolder]:
     """Train a run that fails at step `fail_at` on its first attempt, then again to the end."""
-    spec = plan_run(tiny(base, root, *TRACE, f"trainer.fail_at_step={fail_at}", *more))
+    spec = plan_run(tiny(base, root, *RESUMABLE, f"trainer.fail_at_step={fail_at}", *more))
     with pytest.raises(InjectedFailure):
         train(spec)
     assert RunFolder(spec.path).read_record()["status"] == "failed"
@@ -46,7 +41,7 @@ def uninterrupted(tmp_path_factory):
     """Each case trained in one go: its record and batch trace."""
     results = {}
     for name, (base, more) in CASES.items():
-        spec = plan_run(tiny(base, tmp_path_factory.mktemp(name), *TRACE, *more))
+        spec = plan_run(tiny(base, tmp_path_factory.mktemp(name), *RESUMABLE, *more))
         record = train(spec)
         results[name] = (record, batch_trace(RunFolder(spec.path)), RunFolder(spec.path).read_metrics())
     return results
@@ -68,3 +63,29 @@ def test_resume_sees_the_planned_batches(case, fail_at, tmp_path, uninterrupted)
     assert math.isclose(record["loss"], whole["loss"], rel_tol=1e-5), (record["loss"], whole["loss"])
     validated = {int(r["step"]) for r in folder.read_metrics() if not math.isnan(r["val_loss"])}
     assert validated == {int(r["step"]) for r in whole_metrics if not math.isnan(r["val_loss"])}
+
+
+def test_ddp_resume_sees_the_planned_batches_on_every_rank(tmp_path):
+    """Two CPU processes (gloo); the run fails at step 13 on both ranks, resumes from 10."""
+    import subprocess
+    import sys
+
+    from tests.traces import assert_same_training
+
+    def cli_train(root, *more):
+        command = [sys.executable, "-m", "scaling.cli", "train", *TINY_GPT, *RESUMABLE, f"run.root={root}",
+                   "budget.tokens=10240", "trainer.devices=2", "trainer.strategy=ddp", "trainer.threads=1", *more]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    whole = cli_train(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    failed = cli_train(tmp_path / "resumed", "trainer.fail_at_step=13")
+    assert failed.returncode != 0
+    resumed = cli_train(tmp_path / "resumed", "trainer.fail_at_step=13")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    [folder] = [RunFolder(p.parent) for p in (tmp_path / "resumed").glob("*/*/record.json")]
+    [reference] = [RunFolder(p.parent) for p in (tmp_path / "whole").glob("*/*/record.json")]
+    record = folder.read_record()
+    assert record["hardware"]["world_size"] == 2 and record["resumed_from_step"] == 10
+    assert {rank for _, rank, _ in batch_trace(folder)} == {0, 1}
+    assert_same_training(folder, reference)

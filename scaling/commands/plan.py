@@ -1,19 +1,48 @@
-"""What `scaling plan` shows: the planned runs with time estimates, totals, and skipped points."""
+"""`scaling plan [overrides]`: the runs a sweep would make, with N, D, C and time; trains nothing.
+
+Also what the plan table shows: the status of each run so far, time estimates on this machine
+(from sweep.flops_per_second, else past runs, else a quick benchmark), totals and skipped points.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from scaling.launch.common import format_seconds
-from scaling.plan import Plan
-from scaling.store import load_runs
+from scaling.commands.base import Command, writable_folder
+from scaling.commands.errors import guarded
+from scaling.commands.hydra_front import HydraArgs, hydra_front, print_config
+from scaling.format import format_seconds
+
+if TYPE_CHECKING:  # scaling.plan imports Hydra: only where it is used, to keep `scaling --help` fast
+    from scaling.plan import Plan
+
+
+@guarded
+def run(args: HydraArgs) -> int:
+    """Print the plan (as a table, or JSON with --json)."""
+    if args.cfg:
+        return print_config(args)
+    from scaling.plan import plan_sweep
+
+    plan = plan_sweep(args.overrides)
+    if plan.runs:
+        writable_folder(plan.runs[0].cfg.run.root, "run.root")
+    rate, source = flop_rate(plan, plan.runs[0].cfg.sweep.flops_per_second if plan.runs else None)
+    if "--json" in args.flags:
+        print(json.dumps(plan_json(plan, rate, source), indent=2))
+    else:
+        print(format_plan(plan, rate, source))
+    return 0
 
 
 def measured_flops_per_second(runs_root: Path | str, family: Optional[str] = None) -> Optional[tuple[float, str]]:
     """The median training FLOP rate of completed runs (of one model family) under runs_root."""
+    from scaling.store import load_runs
+
     root = Path(runs_root)
     if not root.exists():
         return None
@@ -57,7 +86,7 @@ def flop_rate(plan: Plan, override: Optional[float] = None) -> tuple[float, str]
 def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:
     """One dict per planned run, with its status so far and estimated time on this machine."""
     from scaling.store import RunFolder
-    
+
     rows = []
     for spec in plan.runs:
         row = spec.summary()
@@ -104,3 +133,7 @@ def format_plan(plan: Plan, rate: float, source: str) -> str:
     if any(math.isnan(r["tokens_per_param"]) for r in rows):
         lines.append("note: D/N is undefined for runs without a parameter count")
     return "\n".join(lines)
+
+
+COMMAND = Command(name="plan", synopsis="[overrides]", help="show the runs a sweep would make, with N, D, C and time",
+                  parse=hydra_front("plan", ("--json",), "\n--json prints the plan as JSON."), run=run)

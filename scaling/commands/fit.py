@@ -1,24 +1,21 @@
-"""`scaling fit SOURCE ...`: the command-line face of the analysis package.
+"""`scaling fit SOURCE ...`: fit a scaling law to a sweep folder or a CSV/Parquet run table.
 
     scaling fit runs/quickstart --law compute --holdout 2 --json
     scaling fit chinchilla.csv --columns 'N=Model Size,C=Training FLOP,loss=loss' --bootstrap 1000
     scaling fit runs/ladder --compare
-
-Errors (a bad table, an unknown column, too few runs) are one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+from typing import Any
 
-from scaling.analysis import compare, fit
-from scaling.analysis.hygiene import AnalysisError
-from scaling.analysis.laws import LAW_NAMES
-from scaling.analysis.result import json_safe
-from scaling.analysis.summary import format_comparison
-from scaling.analysis.source import read_source
+from scaling.commands.base import Command, existing_path
+from scaling.commands.errors import UsageError, guarded
+
+SOURCE_HELP = "a sweep folder (runs/NAME) or a CSV/TSV/Parquet run table"
+SINGLE_LAWS = {"compute": "C", "params": "N", "data": "D"}  # one-variable laws and what they read
 
 
 def _holdout(text: str) -> int | float:
@@ -29,9 +26,11 @@ def _holdout(text: str) -> int | float:
     return int(value) if value >= 1 and value == int(value) else value
 
 
-def configure_fit_parser(parser: argparse.ArgumentParser) -> None:
-    """Add `scaling fit`'s arguments to parser."""
-    parser.add_argument("source", help="a sweep folder (runs/NAME) or a CSV/TSV/Parquet run table")
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """`scaling fit`'s arguments."""
+    from scaling.analysis.laws import LAW_NAMES
+
+    parser.add_argument("source", help=SOURCE_HELP)
     parser.add_argument("--law", default="chinchilla", choices=LAW_NAMES,
                         help="chinchilla or kaplan: L(N, D); compute, params, data: L(C), L(N), L(D); "
                              "isoflop, envelope: Chinchilla's approaches 2 and 1 (default: chinchilla)")
@@ -56,22 +55,56 @@ def configure_fit_parser(parser: argparse.ArgumentParser) -> None:
                         help="also print predictions (and intervals with --bootstrap) at these compute budgets")
 
 
-def run_fit(args: argparse.Namespace) -> int:
-    """Run `scaling fit`; 0 on success, 2 (with one line on stderr) on a bad table or request."""
+@guarded
+def run(args: argparse.Namespace) -> int:
+    """Fit and print the law (or the comparison); a bad table or request is a UsageError."""
+    from scaling.analysis.source import read_source
+
+    _check_options(args)
     try:
-        source = read_source(args.source, columns=args.columns, where=args.where,
+        source = read_source(existing_path(args.source, SOURCE_HELP), columns=args.columns, where=args.where,
                              curves=args.compare or args.law == "envelope")
         if args.compare:
             return _print_comparison(args, source)
-        result = fit(source.runs, args.law, curves=source.curves, bootstrap=args.bootstrap, holdout=args.holdout,
-                     seed=args.seed, level=args.level, frontier=args.frontier, **_law_options(args))
-        result.fit_info["notes"] = source.notes + result.fit_info.get("notes", [])
+        result = _fit(args, source)
         predictions = _predictions(result, args.predict)
-    except (AnalysisError, ValueError, FileNotFoundError) as error:
-        print(f"scaling fit: error: {error}", file=sys.stderr)
-        return 2
+    except ValueError as error:  # pandas and numpy say what is wrong with the table in a ValueError
+        raise UsageError(str(error)) from None
     _print_result(args, result, predictions)
     return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.bootstrap < 0 or (args.holdout is not None and args.holdout < 0):
+        raise UsageError("--bootstrap and --holdout take a count >= 0")
+    if not 0 < args.level < 1:
+        raise UsageError(f"--level {args.level} is not a confidence level; give a number between 0 and 1, e.g. 0.95")
+    if not args.delta > 0:
+        raise UsageError(f"--delta {args.delta} must be positive (the Huber delta on log loss, e.g. 1e-3)")
+
+
+def _fit(args: argparse.Namespace, source: Any) -> Any:
+    from scaling.analysis import fit
+
+    require_spread(source.runs, args.law)
+    result = fit(source.runs, args.law, curves=source.curves, bootstrap=args.bootstrap, holdout=args.holdout,
+                 seed=args.seed, level=args.level, frontier=args.frontier, **_law_options(args))
+    result.fit_info["notes"] = source.notes + result.fit_info.get("notes", [])
+    return result
+
+
+def require_spread(runs: Any, law: str) -> None:
+    """Refuse runs that all have the same sizes (N, D or C the law reads): no exponent can be fitted to them."""
+    from scaling.analysis.hygiene import exclusion_reasons
+    from scaling.analysis.laws import PARAMETRIC_LAWS, get_law
+
+    variables = [v for v in get_law(law).variables if v in runs.columns] if law in PARAMETRIC_LAWS else []
+    usable = runs[exclusion_reasons(runs, [*variables, "loss"]) == ""] if variables and "loss" in runs else runs[:0]
+    if len(usable) > 1 and all(usable[v].nunique() <= 1 for v in variables):
+        varying = [name for name, column in SINGLE_LAWS.items() if column in usable and usable[column].nunique() > 1]
+        instead = f" (or a law of what does vary: --law {varying[0]})" if varying else ""
+        raise UsageError(f"the {len(usable)} usable runs do not vary {' or '.join(variables)} (all the same), so law "
+                         f"{law} cannot be fitted; fit runs of different sizes{instead}")
 
 
 def _law_options(args: argparse.Namespace) -> dict:
@@ -82,20 +115,20 @@ def _law_options(args: argparse.Namespace) -> dict:
     return {}
 
 
-def _predictions(result, spec: str | None):
+def _predictions(result: Any, spec: str | None) -> Any:
     if not spec:
         return None
     try:
         budgets = [float(x) for x in spec.split(",")]
     except ValueError:
-        raise AnalysisError(f"--predict {spec!r}: give compute budgets such as 1e21,1e22") from None
+        raise UsageError(f"--predict {spec!r}: give compute budgets such as 1e21,1e22") from None
     if result.samples is not None:
         return result.predict_interval(C=budgets)
     predicted = result.predict(C=budgets)
     return predicted if hasattr(predicted, "to_dict") else {"C": budgets, "loss": list(predicted)}
 
 
-def _print_result(args: argparse.Namespace, result, predictions) -> None:
+def _print_result(args: argparse.Namespace, result: Any, predictions: Any) -> None:
     if args.json:
         out = result.to_dict()
         if predictions is not None:
@@ -108,11 +141,16 @@ def _print_result(args: argparse.Namespace, result, predictions) -> None:
         print(predictions.to_string(index=False) if hasattr(predictions, "to_string") else predictions)
 
 
-def _records(predictions):
+def _records(predictions: Any) -> Any:
+    from scaling.analysis.result import json_safe
+
     return json_safe(predictions.to_dict(orient="records") if hasattr(predictions, "to_dict") else predictions)
 
 
-def _print_comparison(args: argparse.Namespace, source) -> int:
+def _print_comparison(args: argparse.Namespace, source: Any) -> int:
+    from scaling.analysis import compare
+    from scaling.analysis.summary import format_comparison
+
     comparison = compare(source.runs, curves=source.curves, bootstrap=args.bootstrap, seed=args.seed,
                          level=args.level)
     if args.json:
@@ -120,3 +158,7 @@ def _print_comparison(args: argparse.Namespace, source) -> int:
     else:
         print(format_comparison(comparison))
     return 0
+
+
+COMMAND = Command(name="fit", synopsis="SOURCE", help="fit a scaling law to a sweep folder or a CSV/Parquet table",
+                  arguments=arguments, run=run)

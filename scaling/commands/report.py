@@ -4,17 +4,19 @@
     scaling report runs.parquet -o report --law compute --target-flops 1e18
 
 SOURCE is a sweep folder, a CSV/Parquet run table, or a table pulled from W&B (`scaling pull`).
-Errors (no such source, a table without N, D, C or loss) are one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+from typing import Any
 
-from scaling.analysis.hygiene import AnalysisError
-from scaling.analysis.laws import LAW_NAMES
+from scaling.commands.base import Command, existing_path, writable_folder
+from scaling.commands.errors import UsageError, guarded
+from scaling.commands.fit import require_spread
+
+SOURCE_HELP = "a sweep folder (runs/NAME), a CSV/Parquet run table, or a pulled W&B table"
 
 
 def _positive_float(text: str) -> float:
@@ -22,14 +24,16 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number (write FLOPs like 1e18)") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive finite number")
     return value
 
 
-def configure_report_parser(parser: argparse.ArgumentParser) -> None:
-    """Add `scaling report`'s arguments to parser."""
-    parser.add_argument("source", help="a sweep folder (runs/NAME), a CSV/Parquet run table, or a pulled W&B table")
+def arguments(parser: argparse.ArgumentParser) -> None:
+    """`scaling report`'s arguments."""
+    from scaling.analysis.laws import LAW_NAMES
+
+    parser.add_argument("source", help=SOURCE_HELP)
     parser.add_argument("-o", "--output", default="report", help="folder for report.html and the figures "
                                                                  "(default: report)")
     parser.add_argument("--law", default="chinchilla", choices=LAW_NAMES,
@@ -47,33 +51,41 @@ def configure_report_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
 
 
-def run_report(args: argparse.Namespace) -> int:
-    """Run `scaling report`; 0 on success, 2 with one line on stderr for a bad source or request."""
+@guarded
+def run(args: argparse.Namespace) -> int:
+    """Analyse the source, write the report, print a summary."""
+    if args.bootstrap < 0 or (args.holdout is not None and args.holdout < 0):
+        raise UsageError("--bootstrap and --holdout take a count >= 0")
+    output = writable_folder(args.output, "-o")
+    source = _read(args)
     from scaling.analysis.analyse import analyse
     from scaling.analysis.report import write_report
     from scaling.analysis.series import target_prediction
-    from scaling.analysis.source import read_source
 
-    if args.bootstrap < 0 or (args.holdout is not None and args.holdout < 0):
-        return _error("--bootstrap and --holdout take a count >= 0")
-    try:
-        source = read_source(args.source, columns=args.columns, where=args.where, curves=True)
-    except (AnalysisError, FileNotFoundError) as error:
-        return _error(str(error))
-    missing = [c for c in ("N", "D", "C", "loss") if c not in source.runs.columns]
-    if missing:
-        return _error(f"{args.source} has no column {', '.join(missing)}; a run table needs N, D, C and loss "
-                      "(rename with --columns 'N=...,C=...,loss=...')")
     an = analyse(source.runs, source.curves, args.law, target_flops=args.target_flops, bootstrap=args.bootstrap,
                  holdout=args.holdout, seed=args.seed)
-    written = write_report(an, args.output, str(args.source), args.title)
+    written = write_report(an, output, str(args.source), args.title)
     for line in summary_lines(an, target_prediction(an)):
         print(line)
-    print(f"wrote {written['html']} and {len(written['figures'])} figure files in {Path(args.output)}")
+    print(f"wrote {written['html']} and {len(written['figures'])} figure files in {output}")
     return 0
 
 
-def summary_lines(an, target) -> list[str]:
+def _read(args: argparse.Namespace) -> Any:
+    """The source's runs and curves, checked to have what a report needs."""
+    from scaling.analysis.source import read_source
+
+    source = read_source(existing_path(args.source, SOURCE_HELP), columns=args.columns, where=args.where,
+                         curves=True)
+    missing = [c for c in ("N", "D", "C", "loss") if c not in source.runs.columns]
+    if missing:
+        raise UsageError(f"{args.source} has no column {', '.join(missing)}; a run table needs N, D, C and loss "
+                         "(rename with --columns 'N=...,C=...,loss=...')")
+    require_spread(source.runs, args.law)
+    return source
+
+
+def summary_lines(an: Any, target: Any) -> list[str]:
     """What `scaling report` prints: the runs, the fit, the prediction at the target, the backtest."""
     from scaling.analysis.formatting import fmt_count, fmt_flops
 
@@ -102,6 +114,5 @@ def summary_lines(an, target) -> list[str]:
     return lines
 
 
-def _error(message: str) -> int:
-    print(f"scaling report: error: {message}", file=sys.stderr)
-    return 2
+COMMAND = Command(name="report", synopsis="SOURCE -o DIR", help="figures and an HTML report",
+                  arguments=arguments, run=run)
