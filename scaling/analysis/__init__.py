@@ -5,7 +5,7 @@
     result.params, result.ci, result.a, result.predict(C=1e24), result.to_json()
 
 Everything here is a pure function of DataFrames (the run table of DESIGN.md and, for the envelope,
-the per-step curves); reading a source lives in `scaling.analysis.source`, the CLI in `command`.
+the per-step curves); reading a source lives in `scaling.analysis.source`, the CLI in `scaling.commands.fit`.
 """
 
 from __future__ import annotations
