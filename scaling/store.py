@@ -413,23 +413,52 @@ def _job_columns(folder: RunFolder) -> dict[str, Any]:
     return {k: job[k] for k in ("job_id", "job_state") if k in job}
 
 
-def load_runs(source: Path | str, curves: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
-    """The run table (one row per run) from run folders or a CSV/Parquet file.
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
-    With `curves=True`, also the per-step curves as a long frame (run_id plus metrics.csv columns).
+
+def load_runs(source: Path | str, curves: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """The run table (one row per run) from run folders, a CSV/TSV/Parquet file or W&B.
+
+    `source` is a run folder, a sweep folder or runs/; a table file; or wandb:ENTITY/PROJECT[/GROUP]
+    (one group is one sweep). With `curves=True`, also the per-step curves as a long frame (run_id
+    plus metrics.csv columns; empty for a file or W&B).
     """
-    source = Path(source)
-    if source.is_file() and source.suffix in (".csv", ".parquet", ".pq"):
-        table = pd.read_parquet(source) if source.suffix != ".csv" else pd.read_csv(source)
-        return (table, pd.DataFrame(columns=["run_id", *METRIC_COLUMNS])) if curves else table
-    if not source.exists():
+    if str(source).startswith("wandb:"):
+        from scaling.tracking import pull_runs  # W&B's client is imported for a W&B source only
+
+        table, folders = pull_runs(str(source)), []
+    else:
+        table, folders = _read_path(Path(source), str(source))
+    return (table, _read_curves(folders)) if curves else table
+
+
+def _read_path(path: Path, source: str) -> tuple[pd.DataFrame, list[RunFolder]]:
+    """(the run table, its run folders) from a folder or a table file."""
+    if not path.exists():
         raise FileNotFoundError(f"{source} does not exist; give a sweep folder (runs/NAME) or a CSV/Parquet file")
-    folders = find_run_folders(source)
+    if not path.is_dir():
+        return read_table_file(path), []
+    folders = find_run_folders(path)
     rows = [{**record_to_row(f.read_record()), **_job_columns(f)} for f in folders]
-    table = pd.DataFrame(rows, columns=None if rows else TABLE_COLUMNS)
-    if not curves:
-        return table
+    return pd.DataFrame(rows, columns=None if rows else TABLE_COLUMNS), folders
+
+
+def read_table_file(path: Path) -> pd.DataFrame:
+    """A CSV, TSV or Parquet run table; ValueError with one line for any other file or an unreadable one."""
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .parquet or a sweep folder")
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except Exception as error:  # pandas and pyarrow raise many kinds (ParserError, ArrowInvalid, ...)
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"cannot read {path}: {first}") from None
+
+
+def _read_curves(folders: list[RunFolder]) -> pd.DataFrame:
+    """Every folder's metrics.csv as one long frame with a run_id column."""
     frames = [pd.DataFrame(f.read_metrics()).assign(run_id=f.path.name) for f in folders]
     frames = [f for f in frames if not f.empty]
-    curve = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", *METRIC_COLUMNS])
-    return table, curve
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", *METRIC_COLUMNS])

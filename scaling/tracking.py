@@ -1,13 +1,14 @@
 """Weights & Biases: log runs with Lightning's WandbLogger, and pull them back as a run table.
 
     logger=wandb                      make_loggers(spec) -> [RunLogger]  (train() asks for them)
-    scaling pull wandb:ENT/PROJ/GRP   pull_runs("wandb:ENT/PROJ/GRP") -> the run table
+    load_runs("wandb:ENT/PROJ/GRP")   pull_runs("wandb:ENT/PROJ/GRP") -> the run table (scaling pull writes it)
 
 One W&B run per training attempt from scratch: its id is `<run_id>-<attempt>`, and an attempt that
 resumes from a checkpoint reuses the id of the attempt it continues (resume="allow"), so a
 resumed run continues its curve. The group is the sweep's name, the config the resolved run config,
-and the summary carries the run table's numbers (N, N_nonembed, D, C, final loss, status), which
-is what `pull_runs` reads back. Without an API key runs are kept offline in the run folder
+and the summary the run's row of the run table (its record's plain fields: N, N_nonembed, D, C,
+status, ...) when the attempt starts, with the final status and loss when it ends: what `pull_runs`
+reads back. Without an API key runs are kept offline in the run folder
 (`<run>/wandb/offline-run-*`) and a line says how to `wandb sync` them. Every W&B run is finished
 when its training ends, fails or is interrupted, so runs trained one after another in one process
 (the local launcher's workers) never write into each other.
@@ -15,8 +16,6 @@ when its training ends, fails or is interrupted, so runs trained one after anoth
 
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -73,12 +72,10 @@ def wandb_run_id(spec: RunSpec) -> str:
     return f"{spec.run_id}-{attempts + 1}"
 
 
-def run_summary(spec: RunSpec) -> dict[str, Any]:
-    """What a W&B run's summary holds from the start: the run's identity and planned size."""
-    cfg = spec.cfg
-    return {**spec.summary(), "flops_per_unit": spec.flops_per_unit, "budget_flops": cfg.budget.flops,
-            "lr": cfg.optim.lr, "batch_size": cfg.optim.batch_size, "seq_len": getattr(cfg.data, "seq_len", None),
-            "data": cfg.data.name, "status": "running"}
+def run_summary(spec: RunSpec, record: dict[str, Any]) -> dict[str, Any]:
+    """A W&B run's summary: the run's record (its plain fields, as in the run table) and the RunSpec's summary."""
+    fields = {key: value for key, value in record.items() if _scalar(value)}
+    return {**fields, **spec.summary()}
 
 
 class RunLogger(WandbLogger):
@@ -91,12 +88,11 @@ class RunLogger(WandbLogger):
     starting a new one, and wandb's exit hook finishes one left at process exit.
     """
 
-    def __init__(self, *, summary: dict[str, Any], final_step: int, sync_hint: str = "", why_offline: str = "",
-                 **kwargs: Any):
+    def __init__(self, *, spec: RunSpec, sync_hint: str = "", why_offline: str = "", **kwargs: Any):
         super().__init__(**kwargs)
         self._wandb_init.pop("anonymous", None)  # deprecated in wandb; Lightning always passes it
-        self._summary = dict(summary)
-        self._final_step = final_step
+        self._spec, self._folder = spec, RunFolder(spec.path)
+        self._final_step = spec.steps
         self._sync_hint, self._why_offline = sync_hint, why_offline
         self._last: dict[str, float] = {}
         self._last_val_step: Optional[int] = None
@@ -112,7 +108,8 @@ class RunLogger(WandbLogger):
         return run
 
     def _on_start(self, run: Any) -> None:
-        run.summary.update(self._summary)
+        # train() has recorded this attempt by now: the summary starts as the run's row does
+        run.summary.update({**run_summary(self._spec, self._folder.read_record()), "status": "running"})
         if getattr(run, "offline", False):
             sync_dir = getattr(run.settings, "sync_dir", None) or self.save_dir
             print(f"W&B is offline{self._why_offline}: upload this run with `wandb sync {sync_dir}`{self._sync_hint}",
@@ -152,7 +149,7 @@ class RunLogger(WandbLogger):
         if self._experiment is None or self._closed:
             return
         self._closed = True
-        final = {"status": status, **self._last}
+        final = {**run_summary(self._spec, self._folder.read_record()), "status": status, **self._last}
         if "val_loss" in self._last:
             final["loss"] = self._last["val_loss"]
         self._experiment.summary.update(final)
@@ -186,7 +183,7 @@ def make_loggers(spec: RunSpec) -> list[Any]:
     sweep_root = Path(spec.cfg.run.root) / spec.cfg.sweep.name
     hint = "" if spec.cfg.sweep.mode == "none" else f" (the whole sweep: wandb sync {sweep_root}/*/wandb/offline-run-*)"
     tags = [*cfg.tags, spec.cfg.model.family, spec.cfg.data.name]
-    return [RunLogger(summary=run_summary(spec), final_step=spec.steps, sync_hint=hint,
+    return [RunLogger(spec=spec, sync_hint=hint,
                       why_offline="" if key else " (no API key found; `wandb login` to log online)",
                       project=cfg.project, entity=cfg.entity, group=spec.cfg.sweep.name, job_type="train",
                       tags=list(dict.fromkeys(tags)), name=spec.run_id, id=wandb_run_id(spec),
@@ -269,78 +266,3 @@ def pull_runs(path: str, api: Any = None) -> pd.DataFrame:
         api = wandb.Api()
     runs = api.runs(f"{entity}/{project}", filters={"group": group} if group else None)
     return runs_to_table(runs, group)
-
-
-# ------------------------------------------------------------------ offline run files
-
-_BLOCK = 32768
-_FILE_HEADER = struct.Struct("<4sHB")  # b":W&B", magic 0xBEE1, version
-_RECORD_HEADER = struct.Struct("<IHB")  # checksum, length, type (1 full, 2 first, 3 middle, 4 last)
-
-
-def _log_payloads(data: bytes) -> Iterable[bytes]:
-    """The records of a W&B transaction log (LevelDB log format after a 7-byte file header)."""
-    ident, magic, _ = _FILE_HEADER.unpack_from(data, 0)
-    if ident != b":W&B" or magic != 0xBEE1:
-        raise ValueError("not a W&B transaction log (.wandb file)")
-    offset, pending = _FILE_HEADER.size, b""
-    while offset + _RECORD_HEADER.size <= len(data):
-        room = _BLOCK - offset % _BLOCK
-        if room < _RECORD_HEADER.size:  # block trailer: zero padding
-            offset += room
-            continue
-        _, length, kind = _RECORD_HEADER.unpack_from(data, offset)
-        offset += _RECORD_HEADER.size
-        chunk, offset = data[offset:offset + length], offset + length
-        if kind == 0 and length == 0:
-            continue
-        pending = chunk if kind in (1, 2) else pending + chunk
-        if kind in (1, 4):
-            yield pending
-            pending = b""
-
-
-def read_offline_run(folder: Path | str) -> dict[str, Any]:
-    """What an offline W&B run folder holds: id, name, project, group, job_type, tags, config, summary, exit code.
-
-    `folder` is a `wandb/offline-run-*` folder (or the run-*.wandb file in it). The config is
-    nested as it was given to wandb.init; the summary is the final one (every update applied).
-    """
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    path = Path(folder)
-    path = path if path.is_file() else next(path.glob("*.wandb"))
-    out: dict[str, Any] = {"config": {}, "summary": {}, "exit_code": None}
-    for payload in _log_payloads(path.read_bytes()):
-        record = pb.Record()
-        record.ParseFromString(payload)
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            run = record.run
-            out.update(id=run.run_id, name=run.display_name, project=run.project, entity=run.entity,
-                       group=run.run_group, job_type=run.job_type, tags=list(run.tags))
-            _apply_items(out["config"], run.config.update)
-        elif kind == "config":
-            _apply_items(out["config"], record.config.update)
-        elif kind == "summary":
-            _apply_items(out["summary"], record.summary.update)
-        elif kind == "exit":
-            out["exit_code"] = record.exit.exit_code
-    out["config"] = {k: v.get("value", v) if isinstance(v, dict) and "value" in v else v
-                     for k, v in out["config"].items() if not k.startswith("_")}
-    return out
-
-
-def _apply_items(target: dict[str, Any], items: Iterable[Any]) -> None:
-    for item in items:
-        keys = list(item.nested_key) or [item.key]
-        node = target
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-        node[keys[-1]] = json.loads(item.value_json) if item.value_json else None
-
-
-def offline_runs(root: Path | str) -> list[Path]:
-    """Every offline W&B run folder under `root` (a run folder, a sweep folder or runs/)."""
-    return sorted(p for p in Path(root).rglob("offline-run-*") if p.is_dir())
-

@@ -92,8 +92,9 @@ def test_report_of_a_table_without_curves_and_bad_sources(sweep, tmp_path, capsy
 
 def test_isoflop_table_gets_every_figure_and_a_report(tmp_path):
     """A synthetic IsoFLOP table (known Chinchilla law): parabolas, minima, allocation lines, backtest, report."""
-    from scaling.analysis.figures import FIGURE_NAMES, allocation_lines, analyse, isoflop_profiles
+    from scaling.analysis.analyse import analyse
     from scaling.analysis.report import write_report
+    from scaling.analysis.series import FIGURE_NAMES, allocation_lines, isoflop_profiles
     from scaling.analysis.synthetic import isoflop_table
 
     runs = isoflop_table(budgets=np.geomspace(1e18, 1e20, 4), sizes=5, noise=0.002)
@@ -113,7 +114,9 @@ def test_isoflop_table_gets_every_figure_and_a_report(tmp_path):
 
 
 def test_probe_columns_get_a_figure_with_a_power_law():
-    from scaling.analysis.figures import analyse, make_figures, probe_fits
+    from scaling.analysis.analyse import analyse
+    from scaling.analysis.figures import make_figures
+    from scaling.analysis.series import probe_fits
 
     N = np.array([1e4, 3e4, 1e5, 3e5, 1e6, 3e6])
     runs = pd.DataFrame({"run_id": [f"r{i}" for i in range(6)], "status": "completed", "family": "gpt",

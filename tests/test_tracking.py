@@ -1,13 +1,13 @@
-"""logger=wandb without a key (offline runs in the sweep's group) and `scaling pull` through a stand-in W&B Api.
+"""logger=wandb without a key (offline runs in the sweep's group), and `load_runs("wandb:...")` and
+`scaling pull` through a stand-in W&B Api.
 
 No W&B server is reachable here, so the pull is tested against a stand-in of `wandb.Api` whose
 runs carry what the real ones carry (config dict, dict-like summary, group, state, name, id),
-built from the offline runs a real sweep wrote.
+built from the offline runs a real sweep wrote (read back by tests/wandb_offline.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -17,12 +17,11 @@ import yaml
 
 from scaling.cli import main as cli
 from scaling.plan import plan_run
-from scaling.commands.pull import arguments as configure_pull_parser, run as run_pull
 from scaling.store import TABLE_COLUMNS, RunFolder, load_runs
-from scaling.tracking import (make_loggers, offline_runs, parse_wandb_path, read_offline_run, resolve_mode,
-                              runs_to_table, wandb_run_id)
+from scaling.tracking import make_loggers, parse_wandb_path, resolve_mode, runs_to_table, wandb_run_id
 from scaling.train import InjectedFailure, train
 from tests.conftest import TINY_GPT, tiny
+from tests.wandb_offline import offline_runs, read_offline_run
 
 SWEEP = [*TINY_GPT, "sweep=grid", "sweep.name=ladder", "logger=wandb", "logger.project=scaling-tests",
          "++sweep.axes={model.width:[16,32,48],budget.tokens:[8192,16384]}"]
@@ -84,6 +83,14 @@ def sweep(tmp_path_factory) -> Path:
     return root / "ladder"
 
 
+@pytest.fixture
+def use_api(monkeypatch):
+    """Make `wandb.Api()` return the given stand-in (what load_runs and `scaling pull` call)."""
+    import wandb
+
+    return lambda api: monkeypatch.setattr(wandb, "Api", lambda: api)
+
+
 def stand_in_api(sweep: Path) -> StandInApi:
     """The stand-in Api over the sweep's offline runs, plus a crashed first attempt and another group's run."""
     offline = [read_offline_run(p) for p in offline_runs(sweep)]
@@ -104,9 +111,12 @@ def test_each_run_leaves_an_offline_wandb_run_in_the_sweeps_group(sweep):
         assert path.parent.parent == folder.path  # inside the run folder: <run>/wandb/offline-run-*
         assert run["id"] == f"{run_id}-1" and run["group"] == "ladder" and run["job_type"] == "train"
         assert run["project"] == "scaling-tests" and "gpt" in run["tags"] and run["exit_code"] == 0
-        assert run["config"] == yaml.safe_load(folder.config_path.read_text())  # the resolved run config
+        planned = yaml.safe_load(folder.config_path.read_text())
+        planned["trainer"]["threads"] = run["config"]["trainer"]["threads"]  # the launcher sets it per worker
+        assert run["config"] == planned  # the resolved run config
         summary, record = run["summary"], folder.read_record()
-        for key in ("N", "N_nonembed", "D", "D_unique", "C", "loss", "width", "depth", "seed"):
+        for key in ("N", "N_nonembed", "D", "D_unique", "C", "loss", "width", "depth", "seed", "unit", "steps",
+                    "tokens_per_param", "flops_per_unit", "budget_flops", "lr", "batch_size", "data", "attempts"):
             assert summary[key] == record[key], key
         assert summary["status"] == "completed" and summary["val_loss"] == record["loss"]
         log = (folder.path / "train.log").read_text()
@@ -121,18 +131,30 @@ def test_wandb_leaves_the_run_table_unchanged(sweep, tmp_path):
     local = load_runs(tmp_path / "runs").set_index("run_id")
     assert spec.run_id in with_wandb.index
     assert set(with_wandb.columns) == set(local.columns)
-    varying = {"wall_time", "throughput", "started", "finished"}
+    varying = {"wall_time", "throughput", "started", "finished", "updated"}
     for column in set(local.columns) - varying:
         assert with_wandb.loc[spec.run_id, column] == local.loc[spec.run_id, column], column
     assert not any("wandb" in str(c) for c in with_wandb.columns)
 
 
-def test_pull_rebuilds_the_run_table_and_fit_agrees(sweep, tmp_path, capsys):
+def test_load_runs_reads_a_wandb_project_or_one_group(sweep, use_api):
     api = stand_in_api(sweep)
-    parser = argparse.ArgumentParser()
-    configure_pull_parser(parser)
+    use_api(api)
+    table, curves = load_runs("wandb:me/scaling-tests/ladder", curves=True)
+    assert api.calls == [("me/scaling-tests", {"group": "ladder"})]
+    assert list(table.columns[:len(TABLE_COLUMNS)]) == TABLE_COLUMNS and len(table) == 6 and curves.empty
+    project = load_runs("wandb:me/scaling-tests")
+    assert api.calls[-1] == ("me/scaling-tests", None)
+    assert sorted(project["sweep"].unique()) == ["another-sweep", "ladder"] and len(project) == 7
+    with pytest.raises(ValueError, match="wandb:ENTITY/PROJECT"):
+        load_runs("wandb:me")
+
+
+def test_pull_rebuilds_the_run_table_and_fit_agrees(sweep, tmp_path, capsys, use_api):
+    api = stand_in_api(sweep)
+    use_api(api)
     out = tmp_path / "runs.parquet"
-    assert run_pull(parser.parse_args(["wandb:me/scaling-tests/ladder", "-o", str(out)]), api=api) == 0
+    assert cli(["pull", "wandb:me/scaling-tests/ladder", "-o", str(out)]) == 0
     assert api.calls == [("me/scaling-tests", {"group": "ladder"})]
     assert "pulled 6 runs (6 completed)" in capsys.readouterr().out
     pulled, folder = pd.read_parquet(out), load_runs(sweep)
@@ -196,18 +218,18 @@ def test_modes_paths_and_local_logger(tmp_path):
     assert runs_to_table([]).columns.tolist() == TABLE_COLUMNS
 
 
-def test_pull_command_errors_are_one_line(tmp_path, capsys):
+def test_pull_command_errors_are_one_line(tmp_path, capsys, use_api):
     class Unreachable:
         def runs(self, path=None, filters=None, **_):
             raise ConnectionError("Max retries exceeded with url: /graphql\nmore detail")
 
-    parser = argparse.ArgumentParser()
-    configure_pull_parser(parser)
-    assert run_pull(parser.parse_args(["wandb:me", "-o", str(tmp_path / "r.parquet")])) == 2
-    assert run_pull(parser.parse_args(["wandb:me/p", "-o", str(tmp_path / "r.txt")])) == 2
-    assert run_pull(parser.parse_args(["wandb:me/p", "-o", str(tmp_path / "r.parquet")]), api=Unreachable()) == 2
-    assert run_pull(parser.parse_args(["wandb:me/p/none", "-o", str(tmp_path / "r.parquet")]),
-                    api=StandInApi("me/p", [])) == 2
+    out = str(tmp_path / "r.parquet")
+    assert cli(["pull", "wandb:me", "-o", out]) == 2
+    assert cli(["pull", "wandb:me/p", "-o", str(tmp_path / "r.txt")]) == 2
+    use_api(Unreachable())
+    assert cli(["pull", "wandb:me/p", "-o", out]) == 2
+    use_api(StandInApi("me/p", []))
+    assert cli(["pull", "wandb:me/p/none", "-o", out]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("error: ") for line in lines)
     assert "wandb:ENTITY/PROJECT" in lines[0] and ".parquet or .csv" in lines[1]

@@ -5,7 +5,7 @@
     result.params, result.ci, result.a, result.predict(C=1e24), result.to_json()
 
 Everything here is a pure function of DataFrames (the run table of DESIGN.md and, for the envelope,
-the per-step curves); reading files lives in `scaling.analysis.table`, the CLI in `command`.
+the per-step curves); reading a source lives in `scaling.analysis.source`, the CLI in `scaling.commands.fit`.
 """
 
 from __future__ import annotations
@@ -20,19 +20,20 @@ from scaling.analysis.backtest import backtest
 from scaling.analysis.bootstrap import seed_noise
 from scaling.analysis.envelope import fit_envelope, frontier
 from scaling.analysis.fitting import LawFit, fit_law, grid_starts, huber, lbfgs
-from scaling.analysis.hygiene import AnalysisError, clean
+from scaling.analysis.hygiene import AnalysisError, clean, usable
 from scaling.analysis.isoflop import fit_isoflop, isoflop_minima
 from scaling.analysis.laws import (LAW_NAMES, PARAMETRIC_LAWS, chinchilla_allocation, chinchilla_loss, get_law,
                                    kaplan_allocation, kaplan_loss, optimal_allocation, power_law)
 from scaling.analysis.parametric import fit_parametric
 from scaling.analysis.result import FitResult, json_safe
-from scaling.analysis.table import Source, compute_frontier, prepare, read_source
+from scaling.analysis.source import Source, read_source
+from scaling.analysis.table import compute_frontier, prepare
 
 __all__ = [
     "AnalysisError", "Comparison", "FitResult", "LAW_NAMES", "LawFit", "Source", "backtest", "chinchilla_allocation",
-    "chinchilla_loss", "compare", "compute_frontier", "fit", "fit_envelope", "fit_isoflop", "fit_law", "fit_parametric", "frontier",
-    "get_law", "grid_starts", "huber", "isoflop_minima", "kaplan_allocation", "kaplan_loss", "lbfgs",
-    "optimal_allocation", "power_law", "read_source", "seed_noise",
+    "chinchilla_loss", "compare", "compute_frontier", "fit", "fit_envelope", "fit_isoflop", "fit_law",
+    "fit_parametric", "frontier", "get_law", "grid_starts", "huber", "isoflop_minima", "kaplan_allocation",
+    "kaplan_loss", "lbfgs", "optimal_allocation", "power_law", "read_source", "seed_noise", "usable",
 ]
 
 APPROACHES = ("chinchilla", "isoflop", "envelope")
@@ -94,11 +95,8 @@ def _backtest(frame: pd.DataFrame, law: str, holdout: int | float, seed: int, op
 def _seed_noise(frame: pd.DataFrame, result: FitResult) -> dict | None:
     if "loss" not in frame.columns:
         return None
-    loss = pd.to_numeric(frame["loss"], errors="coerce")
-    usable = np.isfinite(loss) & (loss > 0)
-    if "status" in frame.columns:
-        usable &= frame["status"].isna() | (frame["status"].astype(str) == "completed")
-    noise = seed_noise(frame[usable].assign(loss=loss[usable]))
+    rows = usable(frame, ("loss",))
+    noise = seed_noise(frame[rows].assign(loss=pd.to_numeric(frame["loss"][rows])))
     if noise is None or result.law not in PARAMETRIC_LAWS or not len(result.residuals):
         return noise
     rms = float(np.sqrt(np.mean(result.residuals**2)))

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.laws import Law
+from scaling.store import Status
 
-USABLE_STATUS = "completed"
 POSITIVE_COLUMNS = ("N", "N_nonembed", "D", "D_unique", "C", "loss", "C_seen", "D_seen")
 
 
@@ -40,11 +40,15 @@ def run_labels(frame: pd.DataFrame) -> list[str]:
 
 
 def exclusion_reasons(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
-    """Why each row cannot be used ('' when it can): status, then missing, infinite or non-positive values."""
+    """Why each row cannot be used ('' when it can): status, then missing, infinite or non-positive values.
+
+    This is the one definition of a usable run. A row with no status (a table from a paper, a
+    spreadsheet) counts as completed; any other status (failed, diverged, running, ...) does not.
+    """
     reasons = pd.Series("", index=frame.index, dtype=object)
     if "status" in frame.columns:
         status = frame["status"]
-        bad = status.notna() & (status.astype(str) != USABLE_STATUS)
+        bad = status.notna() & (status.astype(str) != Status.COMPLETED.value)
         reasons[bad] = "status " + status[bad].astype(str)
     for col in columns:
         values = pd.to_numeric(frame[col], errors="coerce").astype(float)
@@ -53,6 +57,13 @@ def exclusion_reasons(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
                           ((values <= 0) & (col in POSITIVE_COLUMNS), f"{col} <= 0")):
             reasons[mask & (reasons == "")] = why
     return reasons
+
+
+def usable(frame: pd.DataFrame, columns: Sequence[str] = ("N", "D", "C", "loss")) -> pd.Series:
+    """True for the rows a fit or a figure may use (see `exclusion_reasons`); all False when a column is missing."""
+    if any(c not in frame.columns for c in columns):
+        return pd.Series(False, index=frame.index)
+    return exclusion_reasons(frame, columns) == ""
 
 
 def clean(frame: pd.DataFrame, columns: Sequence[str], what: str, min_points: int) -> tuple[pd.DataFrame, list[dict]]:

@@ -1,29 +1,15 @@
-"""The run table from a source (a CSV/Parquet file or a sweep folder), renamed, completed and filtered.
+"""Analysis-specific transforms of the run table: renamed columns, derived sizes, a row filter, the frontier.
 
-Reading is the only I/O in the analysis package and it lives here, at the edge: `read_source` gives
-plain DataFrames, and everything after it (`prepare`, the fits) is a pure function of them.
+The run table itself comes from `scaling.store.load_runs` (see `scaling.analysis.source`); everything
+here is a pure function of a DataFrame.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.hygiene import AnalysisError
-
-FILE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
-
-
-@dataclass
-class Source:
-    """A run table (one row per run), per-step curves when there are any, and notes on derived columns."""
-
-    runs: pd.DataFrame
-    curves: pd.DataFrame | None = None
-    notes: list[str] = field(default_factory=list)
+from scaling.analysis.hygiene import AnalysisError, require_columns, run_labels, usable
 
 
 def parse_columns(spec: str | None) -> dict[str, str]:
@@ -84,61 +70,13 @@ def prepare(frame: pd.DataFrame, columns: dict[str, str] | None = None,
     return apply_where(frame, where), notes
 
 
-def read_file(path: Path) -> pd.DataFrame:
-    """A CSV, TSV or Parquet file as a DataFrame."""
-    try:
-        if path.suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
-    except Exception as error:
-        raise AnalysisError(f"cannot read {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
-
-
-def read_folder(path: Path, curves: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """A sweep folder through scaling.store.load_runs (the run table, and the curves when asked)."""
-    from scaling.store import load_runs
-
-    loaded = load_runs(path, curves=curves)
-    if curves:
-        runs, curve = loaded if isinstance(loaded, tuple) else (loaded, None)
-        return runs, curve
-    return loaded, None
-
-
-def read_source(source: str | Path, columns: str | dict[str, str] | None = None, where: str | None = None,
-                curves: bool = False) -> Source:
-    """Read SOURCE (CSV/TSV/Parquet file or sweep folder) into a Source ready to fit.
-
-    `columns` maps run-table names to the file's ('N=Model Size,...'); `where` filters rows
-    (pandas query). A file whose rows are per-step curves (it has C_seen) is also the curves.
-    """
-    path = Path(source)
-    if not path.exists():
-        raise AnalysisError(f"{source} does not exist; give a sweep folder (runs/NAME) or a CSV/Parquet file")
-    mapping = parse_columns(columns) if isinstance(columns, str) or columns is None else dict(columns)
-    if path.is_dir():
-        runs, curve = read_folder(path, curves)
-    elif path.suffix.lower() in FILE_SUFFIXES:
-        runs, curve = read_file(path), None
-    else:
-        raise AnalysisError(f"{source}: unknown file type {path.suffix!r}; use .csv, .tsv, .parquet or a sweep folder")
-    runs, notes = prepare(runs, mapping, where)
-    if curve is None and "C_seen" in runs.columns:
-        curve = runs
-    return Source(runs=runs, curves=curve, notes=notes)
-
-
 def compute_frontier(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     """The runs on the compute frontier (no run with less or equal C has a lower loss), and the others
-    as exclusions. Rows without a positive C and a finite loss are kept for hygiene to judge."""
-    from scaling.analysis.hygiene import require_columns, run_labels
-
+    as exclusions. Rows a fit cannot use are kept for hygiene to judge."""
     require_columns(frame, ("C", "loss"), "frontier=True")
     C = pd.to_numeric(frame["C"], errors="coerce").to_numpy(dtype=float)
     loss = pd.to_numeric(frame["loss"], errors="coerce").to_numpy(dtype=float)
-    valid = np.isfinite(C) & (C > 0) & np.isfinite(loss)
-    if "status" in frame.columns:
-        valid &= (frame["status"].isna() | (frame["status"].astype(str) == "completed")).to_numpy()
+    valid = usable(frame, ("C", "loss")).to_numpy()
     order = np.flatnonzero(valid)[np.lexsort((loss[valid], C[valid]))]
     best_so_far = np.minimum.accumulate(loss[order])
     beaten = np.zeros(len(frame), dtype=bool)

@@ -71,7 +71,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 @guarded
 def run(args: argparse.Namespace) -> int:
     """Fit and print the law (or the comparison); a bad table or request is a UsageError."""
-    from scaling.analysis.table import read_source
+    from scaling.analysis.source import read_source
 
     if args.law == CURVE_LAW:
         return _run_curve(args)

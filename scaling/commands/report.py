@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--bootstrap and --holdout take a count >= 0")
     output = writable_folder(args.output, "-o")
     source = _read(args)
-    from scaling.analysis.figures import analyse, target_prediction
+    from scaling.analysis.analyse import analyse
     from scaling.analysis.report import write_report
+    from scaling.analysis.series import target_prediction
 
     an = analyse(source.runs, source.curves, args.law, target_flops=args.target_flops, bootstrap=args.bootstrap,
                  holdout=args.holdout, seed=args.seed)
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _read(args: argparse.Namespace) -> Any:
     """The source's runs and curves, checked to have what a report needs."""
-    from scaling.analysis.table import read_source
+    from scaling.analysis.source import read_source
 
     source = read_source(existing_path(args.source, SOURCE_HELP), columns=args.columns, where=args.where,
                          curves=True)
@@ -85,7 +86,7 @@ def _read(args: argparse.Namespace) -> Any:
 
 def summary_lines(an: Any, target: Any) -> list[str]:
     """What `scaling report` prints: the runs, the fit, the prediction at the target, the backtest."""
-    from scaling.analysis.figures import fmt_count, fmt_flops
+    from scaling.analysis.formatting import fmt_count, fmt_flops
 
     sweeps = sorted(map(str, an.runs["sweep"].dropna().unique())) if "sweep" in an.runs.columns else []
     lines = [f"{len(an.runs)} runs ({len(an.usable)} completed with a loss) from "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from scaling.analysis.synthetic import isoflop_table, training_curves
@@ -72,6 +73,19 @@ def test_errors_are_one_line_and_exit_2(csv_path, capsys, argv, message):
     assert scaling_fit(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("error:")
+
+
+def test_tsv_tables_and_unreadable_files(csv_path, tmp_path, capsys):
+    tsv = tmp_path / "runs.tsv"
+    pd.read_csv(csv_path).to_csv(tsv, sep="\t", index=False)
+    assert scaling_fit([str(tsv), "--columns", COLUMNS, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_points"] == 62
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "broken.parquet").write_bytes(b"not a parquet file")
+    for name, message in (("notes.txt", "unknown file type '.txt'"), ("broken.parquet", "cannot read")):
+        assert scaling_fit([str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
 
 
 def test_sweep_folder_with_curves(tmp_path, capsys):

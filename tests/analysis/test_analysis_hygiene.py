@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from scaling.analysis import AnalysisError, fit
+from scaling.analysis.hygiene import usable
 from scaling.analysis.synthetic import isoflop_table
 
 
@@ -101,3 +102,32 @@ def test_well_identified_fit_not_flagged(good):
     r = fit(isoflop_table(seed=0), "chinchilla")
     assert not any("weakly identified" in w for w in r.warnings)
     assert abs(r.correlation["strongest"]["r"]) < 0.99
+
+
+def test_one_predicate_for_a_usable_run():
+    """A row without a status counts as completed; any other status, or a missing loss, does not."""
+    rows = pd.DataFrame({"run_id": ["none", "nan", "completed", "failed", "diverged", "nan_loss"],
+                         "status": [None, np.nan, "completed", "failed", "diverged", "completed"],
+                         "N": 1e6, "D": 2e7, "C": 1.2e14, "loss": [3.0, 3.1, 3.2, 3.3, 3.4, np.nan]})
+    assert usable(rows).tolist() == [True, True, True, False, False, False]
+    assert usable(rows.drop(columns="status")).tolist() == [True] * 5 + [False]
+    assert not usable(rows.drop(columns="C")).any()  # a column the use needs is missing
+    assert not usable(rows.assign(N=0.0)).any()
+
+
+def test_figures_frontier_and_fits_use_the_same_runs(good):
+    """What the figures draw is what the fits fit, for every status (rows with no status included)."""
+    from scaling.analysis.analyse import analyse
+    from scaling.analysis.table import compute_frontier
+
+    table = good.astype({"status": object})
+    table.loc[[0, 1, 2, 3], "status"] = [None, np.nan, "failed", "diverged"]
+    table.loc[4, "loss"] = np.nan
+    an = analyse(table, law="chinchilla", bootstrap=0, holdout=0)
+    fitted = set(fit(table, "chinchilla", grid={"e": [0.5], "a": [5.0], "b": [5.0]}).runs)
+    assert set(an.usable["run_id"]) == fitted == set(table["run_id"]) - {"b0-n2-s0", "b0-n3-s0", "b0-n4-s0"}
+    # on the frontier, a run with no status beats a dearer one; a failed run beats nothing and is left to hygiene
+    runs = pd.DataFrame({"run_id": ["no_status", "dearer", "failed"], "status": [None, "completed", "failed"],
+                         "C": [1.0, 2.0, 0.5], "loss": [2.0, 2.5, 1.0]})
+    kept, dropped = compute_frontier(runs)
+    assert list(kept["run_id"]) == ["no_status", "failed"] and [d["run"] for d in dropped] == ["dearer"]

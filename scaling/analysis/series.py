@@ -1,0 +1,351 @@
+"""What each figure shows, computed once for both renderings: the matplotlib figures (PNG, SVG) and the
+interactive plotly figures of the HTML report draw these series, so the two always agree.
+
+    curve = frontier_curve(an)          # C, loss, lo, hi, extrapolated
+    source, profiles = isoflop_profiles(an)
+
+Pure: functions of an `Analysis` (scaling.analysis.analyse), no drawing and no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import LogNorm, to_hex
+
+from scaling.analysis import AnalysisError, FitResult, frontier
+from scaling.analysis.analyse import LOSS_LAWS, Analysis
+from scaling.analysis.formatting import finite
+from scaling.analysis.isoflop import budget_labels, power_law_fit
+from scaling.analysis.laws import PARAMETRIC_LAWS
+
+FIGURE_NAMES = ("loss_vs_compute", "loss_vs_params", "loss_vs_data", "isoflop", "allocation", "residuals",
+                "backtest", "probes")
+MAX_CURVE_POINTS = 200  # per run: longer curves are thinned (log-spaced) for drawing
+MAX_GROUPS = 8  # lines in loss-vs-N (one per D) and loss-vs-D (one per N)
+PROBE_MIN_R2 = 0.5  # a power law is drawn through a probe metric only when it explains this much
+
+
+# -------------------------------------------------------------------------- colours
+
+
+def size_colours(an: Analysis) -> Callable[[float], str]:
+    """N -> a viridis colour on a log scale over the sweep's sizes (hex)."""
+    norm = size_norm(an)
+    cmap = colormaps.get_cmap("viridis")
+    return lambda n: to_hex(cmap(norm(n)))
+
+
+def size_norm(an: Analysis) -> LogNorm:
+    """The log-scale normalisation of N used for colours."""
+    sizes = an.usable["N"] if len(an.usable) else pd.to_numeric(an.runs.get("N", pd.Series([1.0])), errors="coerce")
+    lo, hi = float(np.nanmin(sizes)), float(np.nanmax(sizes))
+    return LogNorm(vmin=lo, vmax=hi * 1.0001 if hi == lo else hi)
+
+
+def palette(count: int, name: str = "plasma", span: float = 0.85) -> list[str]:
+    """`count` hex colours spread over `span` of a matplotlib colour map (one per line of a figure)."""
+    cmap = colormaps.get_cmap(name)
+    return [to_hex(cmap(span * i / max(1, count - 1))) for i in range(count)]
+
+
+# --------------------------------------------------------------------------- series
+
+
+def run_curves(an: Analysis) -> list[tuple[pd.Series, pd.DataFrame]]:
+    """(run row, its curve [C_seen, loss]) for every usable run with a curve, thinned to MAX_CURVE_POINTS."""
+    if an.curves is None or an.loss_column is None:
+        return []
+    by_run = dict(tuple(an.curves.groupby("run_id", sort=False)))
+    out = []
+    for _, row in an.usable.sort_values("N").iterrows():
+        curve = by_run.get(row["run_id"])
+        if curve is None:
+            continue
+        curve = curve[["C_seen", an.loss_column]].rename(columns={an.loss_column: "loss"})
+        curve = curve[np.isfinite(curve["C_seen"]) & (curve["C_seen"] > 0) & np.isfinite(curve["loss"])]
+        if len(curve) >= 2:
+            out.append((row, thin(curve.sort_values("C_seen"))))
+    return out
+
+
+def thin(curve: pd.DataFrame, points: int = MAX_CURVE_POINTS) -> pd.DataFrame:
+    """At most `points` rows, log-spaced in position (dense early, where curves bend), always the last."""
+    if len(curve) <= points:
+        return curve
+    keep = np.unique(np.geomspace(1, len(curve), points).astype(int) - 1)
+    return curve.iloc[np.union1d(keep, [len(curve) - 1])]
+
+
+def empirical_frontier(an: Analysis) -> Optional[pd.DataFrame]:
+    """The lower envelope of the curves (C, loss), or None without curves."""
+    if an.curves is None or an.loss_column is None or len(an.usable) < 2:
+        return None
+    try:
+        return frontier(an.usable, an.curves, loss_column=an.loss_column)
+    except (AnalysisError, ValueError):
+        return None
+
+
+def compute_grid(an: Analysis, points: int = 120) -> np.ndarray:
+    """Log-spaced compute from the smallest run to the target (or the largest run)."""
+    lo = float(an.usable["C"].min())
+    hi = max(float(an.usable["C"].max()), an.target_C if finite(an.target_C) else 0.0)
+    return np.geomspace(lo, hi, points)
+
+
+def frontier_curve(an: Analysis, C: Optional[np.ndarray] = None) -> Optional[pd.DataFrame]:
+    """The fitted compute-optimal loss: C, loss, lo, hi (the bootstrap band), extrapolated (beyond the runs)."""
+    if not an.loss_law or not len(an.usable):
+        return None
+    C = compute_grid(an) if C is None else np.asarray(C, dtype=float)
+    main = an.main
+    if main.law == "compute":
+        def along(result: FitResult) -> np.ndarray:
+            return np.asarray(result.predict(C=C), dtype=float)
+    else:
+        def along(result: FitResult) -> np.ndarray:
+            return result.optimal(C)["loss"].to_numpy()
+    with np.errstate(all="ignore"):
+        loss = along(main)
+    band = draw_band(main, along, an.level)
+    out = pd.DataFrame({"C": C, "loss": loss})
+    out["lo"], out["hi"] = (band[:, 0], band[:, 1]) if band is not None else (np.nan, np.nan)
+    out["extrapolated"] = C > float(an.usable["C"].max()) * (1 + 1e-9)
+    return out
+
+
+def draw_band(main: FitResult, along: Callable[[FitResult], np.ndarray], level: float) -> Optional[np.ndarray]:
+    """Quantiles [n, 2] of `along(result)` over the fit's bootstrap draws (each draw as a FitResult).
+
+    A draw the law cannot evaluate (a parameter at 0 in a log-space law, say) is skipped.
+    """
+    if main.samples is None or not len(main.samples):
+        return None
+    values = []
+    for draw in main.samples:
+        d = dict(zip(main.sample_names, draw))
+        params = {k: float(d[k]) for k in main.params if k in d}
+        allocation = {k: d[k] for k in ("a", "b", "G") if k in d and main.has_allocation}
+        try:
+            with np.errstate(all="ignore"):
+                values.append(along(dataclasses.replace(main, params=params, **allocation)))
+        except (ValueError, OverflowError, ZeroDivisionError):
+            continue
+    if len(values) < 2:
+        return None
+    stack = np.array(values, dtype=float)
+    stack[~np.isfinite(stack)] = np.nan
+    with np.errstate(all="ignore"):
+        return np.nanquantile(stack, [(1 - level) / 2, (1 + level) / 2], axis=0).T
+
+
+def target_prediction(an: Analysis) -> Optional[dict[str, float]]:
+    """At the target compute: C, loss (with lo, hi) and, with an allocation, N_opt and D_opt."""
+    if an.main is None or not finite(an.target_C):
+        return None
+    out: dict[str, float] = {"C": an.target_C}
+    curve = frontier_curve(an, np.array([an.target_C]))
+    if curve is not None:
+        out.update(loss=float(curve["loss"].iloc[0]), lo=float(curve["lo"].iloc[0]), hi=float(curve["hi"].iloc[0]))
+    if an.main.has_allocation:
+        optimal = an.main.optimal([an.target_C]).iloc[0]
+        out.update(N_opt=float(optimal["N_opt"]), D_opt=float(optimal["D_opt"]))
+    return out if len(out) > 1 else None
+
+
+def groups(frame: pd.DataFrame, column: str, rel_tol: float = 0.05) -> list[tuple[float, pd.DataFrame]]:
+    """Rows grouped by `column` within rel_tol (geometric-mean label), the MAX_GROUPS largest groups."""
+    if not len(frame):
+        return []
+    labels = budget_labels(frame[column].to_numpy(dtype=float), rel_tol)
+    found = [(float(np.exp(np.log(g[column]).mean())), g) for _, g in frame.groupby(labels)]
+    found = sorted(found, key=lambda item: -len(item[1]))[:MAX_GROUPS]
+    return sorted(found, key=lambda item: item[0])
+
+
+def law_line(an: Analysis, vary: str, fixed: Optional[float], grid: np.ndarray) -> Optional[np.ndarray]:
+    """The main law's loss along `vary` (N or D) at a fixed value of the other, or None when it has none."""
+    main = an.main
+    if main is None or main.law not in PARAMETRIC_LAWS:
+        return None
+    other = "D" if vary == "N" else "N"
+    with np.errstate(all="ignore"):
+        if main.law in LOSS_LAWS and fixed is not None:
+            return np.asarray(main.predict(**{vary: grid, other: np.full(len(grid), fixed)}), dtype=float)
+        if main.law == {"N": "params", "D": "data"}[vary]:
+            return np.asarray(main.predict(**{vary: grid}), dtype=float)
+    return None
+
+
+def isoflop_profiles(an: Analysis) -> tuple[str, list[dict[str, Any]]]:
+    """('data', profiles) from budgets of 3+ sizes, else ('law', profiles of the fitted law), else ('', []).
+
+    A profile: C, N (grid), loss (parabola or law along the grid), N_min, loss_min, and for data
+    the runs of that budget (`points`).
+    """
+    data = _data_profiles(an)
+    if data:
+        return "data", data
+    if an.main is None or an.main.law not in LOSS_LAWS or not len(an.usable):
+        return "", []
+    lo, hi = float(an.usable["C"].min()), float(an.usable["C"].max())
+    budgets = np.geomspace(lo, max(hi, lo * 10), 4)
+    return "law", [_law_profile(an.main, C, an.usable) for C in budgets]
+
+
+def _data_profiles(an: Analysis) -> list[dict[str, Any]]:
+    profiles = []
+    for C, group in groups(an.usable, "C", 0.1):
+        if group["N"].nunique() < 3:
+            continue
+        x, y = np.log(group["N"].to_numpy()), group["loss"].to_numpy()
+        c2, c1, c0 = np.polyfit(x, y, 2)
+        grid = np.linspace(x.min() - 0.1, x.max() + 0.1, 60)
+        profile = {"C": C, "N": np.exp(grid), "loss": c0 + c1 * grid + c2 * grid**2, "points": group.sort_values("N")}
+        if c2 > 0:
+            x_min = -c1 / (2 * c2)
+            profile.update(N_min=float(np.exp(x_min)), loss_min=float(c0 + c1 * x_min + c2 * x_min**2))
+        profiles.append(profile)
+    return profiles
+
+
+def _law_profile(main: FitResult, C: float, usable: pd.DataFrame) -> dict[str, Any]:
+    N = np.geomspace(float(usable["N"].min()) / 4, float(usable["N"].max()) * 4, 80)
+    with np.errstate(all="ignore"):
+        loss = np.asarray(main.predict(N=N, D=C / (6.0 * N)), dtype=float)
+        optimal = main.optimal([C]).iloc[0]
+    return {"C": float(C), "N": N, "loss": loss, "N_min": float(optimal["N_opt"]), "loss_min": float(optimal["loss"])}
+
+
+def allocation_lines(an: Analysis) -> list[dict[str, Any]]:
+    """N_opt(C) and D_opt(C) of every fit that gives them: name, C, N_opt, D_opt (and _lo/_hi bands)."""
+    if not len(an.usable):
+        return []
+    C = compute_grid(an)
+    out = []
+    for name, result in [(an.law, an.main), *an.approaches.items()]:
+        if result is None or not result.has_allocation:
+            continue
+        line = result.optimal(C)
+        entry = {"name": name, "C": C, "N_opt": line["N_opt"].to_numpy(), "D_opt": line["D_opt"].to_numpy(),
+                 "a": result.a, "b": result.b}
+        entry.update(_allocation_band(result, C, an.level))
+        out.append(entry)
+    return out
+
+
+def _allocation_band(result: FitResult, C: np.ndarray, level: float) -> dict[str, np.ndarray]:
+    """N_opt_lo/hi and D_opt_lo/hi at C from the bootstrap draws of a and G (D_opt = (C/6) / N_opt)."""
+    if result.samples is None or not {"a", "G"} <= set(result.sample_names):
+        return {}
+    draws = dict(zip(result.sample_names, np.asarray(result.samples, dtype=float).T))
+    per_six = C / 6.0
+    with np.errstate(all="ignore"):
+        n_opt = draws["G"][:, None] * per_six[None, :] ** draws["a"][:, None]
+        n_opt[~np.isfinite(n_opt) | (n_opt <= 0)] = np.nan
+        lo, hi = np.nanquantile(n_opt, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return {"N_opt_lo": lo, "N_opt_hi": hi, "D_opt_lo": per_six / hi, "D_opt_hi": per_six / lo}
+
+
+def allocation_points(an: Analysis) -> list[dict[str, Any]]:
+    """The measured optima: IsoFLOP minima and envelope frontier points (name, C, N_opt, D_opt)."""
+    out = []
+    for name, result in [(an.law, an.main), *an.approaches.items()]:
+        if result is None:
+            continue
+        rows = result.details.get("budgets") or result.details.get("frontier")
+        if not rows:
+            continue
+        frame = pd.DataFrame(rows)
+        if "usable" in frame.columns:
+            frame = frame[frame["usable"].astype(bool)]
+        if "edge" in frame.columns:
+            frame = frame[~frame["edge"].astype(bool)]
+        if "D_opt" not in frame.columns:
+            frame = frame.assign(D_opt=frame["C"] / (6.0 * frame["N_opt"]))
+        if len(frame):
+            out.append({"name": name, "C": frame["C"].to_numpy(), "N_opt": frame["N_opt"].to_numpy(),
+                        "D_opt": frame["D_opt"].to_numpy()})
+    return out
+
+
+def residual_points(an: Analysis) -> Optional[pd.DataFrame]:
+    """run_id, C, N, D, loss, residual (log observed - log predicted) of the main parametric fit."""
+    main = an.main
+    if main is None or main.law not in PARAMETRIC_LAWS or not len(main.residuals):
+        return None
+    frame = pd.DataFrame({"run_id": [str(r) for r in main.runs], "residual": np.asarray(main.residuals, dtype=float)})
+    table = an.usable.assign(run_id=an.usable["run_id"].astype(str)) if "run_id" in an.usable.columns else None
+    if table is None:
+        return None
+    return frame.merge(table, on="run_id", how="inner")
+
+
+def backtest_points(an: Analysis) -> Optional[dict[str, pd.DataFrame]]:
+    """{'held_out': run, C, loss, predicted, rel_error; 'fitted': the in-sample runs with their prediction}."""
+    main = an.main
+    if main is None or not main.backtest or not main.backtest.get("runs"):
+        return None
+    held = pd.DataFrame(main.backtest["runs"])
+    fitted = an.usable[~an.usable["run_id"].astype(str).isin(held["run"].astype(str))]
+    variables = {"chinchilla": ("N", "D"), "kaplan": ("N", "D"), "compute": ("C",), "params": ("N",), "data": ("D",)}
+    with np.errstate(all="ignore"):
+        predicted = main.predict(**{v: fitted[v].to_numpy(dtype=float) for v in variables[main.law]})
+    return {"held_out": held, "fitted": fitted.assign(predicted=np.asarray(predicted, dtype=float))}
+
+
+def probe_fits(an: Analysis) -> list[dict[str, Any]]:
+    """Per probe_* metric and per x in (N, C): the points and, where one fits, the power law y = k x^p."""
+    out = []
+    for metric in an.probe_columns():
+        frame = an.runs.assign(**{metric: pd.to_numeric(an.runs[metric], errors="coerce")})
+        for x in ("N", "C"):
+            if x not in frame.columns:
+                continue
+            points = frame[np.isfinite(pd.to_numeric(frame[x], errors="coerce")) & np.isfinite(frame[metric])]
+            out.append({"metric": metric, "x": x, "points": points, **_power_fit(points[x], points[metric], x)})
+    return out
+
+
+def _power_fit(x: pd.Series, y: pd.Series, name: str = "x") -> dict[str, Any]:
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = (x > 0) & (y > 0)
+    if ok.sum() < 3 or np.unique(x[ok]).size < 2:
+        return {"fit": None, "note": "too few positive points for a power law"}
+    k, exponent, _ = power_law_fit(x[ok], y[ok])
+    predicted = np.log(k) + exponent * np.log(x[ok])
+    residual = np.log(y[ok]) - predicted
+    total = np.log(y[ok]) - np.log(y[ok]).mean()
+    r2 = 1.0 - float(np.sum(residual**2) / np.sum(total**2)) if np.sum(total**2) > 0 else 0.0
+    if r2 < PROBE_MIN_R2:
+        return {"fit": None, "note": f"no power law (R² = {r2:.2f})"}
+    grid = np.geomspace(x[ok].min(), x[ok].max(), 50)
+    return {"fit": {"k": k, "exponent": exponent, "r2": r2, "x": grid, "y": k * grid**exponent},
+            "note": f"∝ {name}^{exponent:.3f} (R² = {r2:.2f})"}
+
+
+# --------------------------------------------------------------------------- axes
+
+
+def loss_limits(an: Analysis, curve: pd.DataFrame, margin: float = 1.08) -> Optional[tuple[float, float]]:
+    """The loss axis range holding the runs, their curves and the frontier: a wild bootstrap band must not
+    squash the runs."""
+    values = [an.usable["loss"].to_numpy(), curve["loss"].to_numpy()]
+    values += [c["loss"].to_numpy() for _, c in run_curves(an)]
+    return _positive_range(np.concatenate(values), margin)
+
+
+def backtest_limits(fitted: pd.DataFrame, held: pd.DataFrame, margin: float = 1.03) -> Optional[tuple[float, float]]:
+    """One range for both axes of the backtest (observed and predicted loss of the fitted and held-out runs)."""
+    values = np.concatenate([fitted["loss"], fitted["predicted"], held["loss"], held["predicted"]]).astype(float)
+    return _positive_range(values, margin)
+
+
+def _positive_range(values: np.ndarray, margin: float) -> Optional[tuple[float, float]]:
+    values = values[np.isfinite(values) & (values > 0)]
+    return (values.min() / margin, values.max() * margin) if len(values) else None
