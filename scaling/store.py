@@ -49,6 +49,8 @@ class Status(str, enum.Enum):
 
 
 STATUSES = tuple(s.value for s in Status)
+DAMAGED = "damaged"  # in the run table only: a folder whose record.json cannot be read
+TABLE_STATUSES = (*STATUSES, DAMAGED)
 ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.DIVERGED})  # an attempt ran to a verdict
 DONE = frozenset({Status.COMPLETED, Status.STOPPED})  # never trained again
 UNFINISHED = frozenset({None, Status.PLANNED, Status.RUNNING, Status.INTERRUPTED})  # may still end
@@ -199,8 +201,8 @@ class RunFolder:
             return {}
         try:
             record = json.loads(text)
-        except ValueError as exc:
-            problem = "is empty" if not text.strip() else f"is not valid JSON ({exc})"
+        except ValueError:
+            problem = "is empty" if not text.strip() else "is not valid JSON (truncated or overwritten)"
             raise DamagedRecord(f"{self.record_path} {problem}") from None
         if not isinstance(record, dict):
             raise DamagedRecord(f"{self.record_path} holds a {type(record).__name__}, not a record")
@@ -413,6 +415,26 @@ def _job_columns(folder: RunFolder) -> dict[str, Any]:
     return {k: job[k] for k in ("job_id", "job_state") if k in job}
 
 
+def folder_row(folder: RunFolder) -> dict[str, Any]:
+    """A run folder's row as it is now: a damaged record is named, a dead owner's run is interrupted."""
+    try:
+        record = folder.read_record()
+    except DamagedRecord as exc:
+        return {"run_id": folder.path.name, "status": DAMAGED, "error": f"{exc}; `scaling sweep` trains it again"}
+    row = {**record_to_row(record), **_job_columns(folder)}
+    if row.get("status") == Status.RUNNING and folder.owner() is None:
+        row.update(status=Status.INTERRUPTED.value, error=dead_owner_text(record))
+    return row
+
+
+def dead_owner_text(record: dict[str, Any]) -> str:
+    """Why a `running` run is not running: its owner is gone, and its last sign of life."""
+    seen = record.get("updated") or record.get("started")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seen)) if seen else "?"
+    return (f"not running: the process that trained it ({describe_owner(record.get('owner') or {})}) is gone; "
+            f"last step {record.get('step')} at {when}; run the same command again to resume it")
+
+
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
 
@@ -439,7 +461,7 @@ def _read_path(path: Path, source: str) -> tuple[pd.DataFrame, list[RunFolder]]:
     if not path.is_dir():
         return read_table_file(path), []
     folders = find_run_folders(path)
-    rows = [{**record_to_row(f.read_record()), **_job_columns(f)} for f in folders]
+    rows = [folder_row(f) for f in folders]
     return pd.DataFrame(rows, columns=None if rows else TABLE_COLUMNS), folders
 
 

@@ -10,7 +10,6 @@ from typing import Any, Callable, NoReturn, Optional, Sequence
 
 from scaling.commands.errors import UsageError
 
-TABLE_SUFFIXES = (".parquet", ".pq", ".csv")  # the run-table files load_runs reads and `scaling pull` writes
 
 
 class CommandParser(argparse.ArgumentParser):

@@ -85,12 +85,12 @@ def flop_rate(plan: Plan, override: Optional[float] = None) -> tuple[float, str]
 
 def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:
     """One dict per planned run, with its status so far and estimated time on this machine."""
-    from scaling.store import RunFolder
+    from scaling.store import RunFolder, folder_row
 
     rows = []
     for spec in plan.runs:
         row = spec.summary()
-        row["status"] = RunFolder(spec.path).status or "new"
+        row["status"] = folder_row(RunFolder(spec.path))["status"] if RunFolder(spec.path).exists() else "new"
         row["est_seconds"] = spec.C / rate
         rows.append(row)
     return rows

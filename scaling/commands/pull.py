@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from scaling.commands.base import TABLE_SUFFIXES, Command, writable_file
+from scaling.commands.base import Command, writable_file
 from scaling.commands.errors import UsageError, guarded
 from scaling.format import first_line, format_counts
 
@@ -25,10 +25,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @guarded
-def run(args: argparse.Namespace, api: Any = None) -> int:
-    """Pull the runs and write the table. `api` stands in for wandb.Api() (tests)."""
+def run(args: argparse.Namespace) -> int:
+    """Pull the runs and write the table."""
     output = _output(Path(args.output))
-    table = _pull(args.source, api)
+    table = _pull(args.source)
     write_table(table, output)
     counts = table["status"].value_counts()
     sweeps = sorted(map(str, table["sweep"].dropna().unique()))
@@ -39,21 +39,22 @@ def run(args: argparse.Namespace, api: Any = None) -> int:
 
 def _output(output: Path) -> Path:
     """The output file, checked before anything is pulled."""
-    if output.suffix not in TABLE_SUFFIXES:
+    if output.suffix not in (".parquet", ".pq", ".csv"):
         raise UsageError(f"-o {output}: the run table is written as .parquet or .csv; name the file runs.parquet")
     return writable_file(output, "-o")
 
 
-def _pull(source: str, api: Any) -> Any:
+def _pull(source: str) -> Any:
     """The run table of a W&B path; every failure of the W&B client is one line."""
-    from scaling.tracking import parse_wandb_path, pull_runs
+    from scaling.store import load_runs
+    from scaling.tracking import parse_wandb_path
 
     try:
         parse_wandb_path(source)
     except ValueError as error:
         raise UsageError(str(error)) from None
     try:
-        table = pull_runs(source, api=api)
+        table = load_runs(source)
     except Exception as error:  # the W&B client raises its own types for auth, network and missing projects
         reason = first_line(error) or type(error).__name__
         raise UsageError(f"W&B could not list the runs of {source}: {reason} (check the path, and `wandb login` "

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scaling.commands.base import TABLE_SUFFIXES, Command, existing_path
+from scaling.commands.base import Command, existing_path
 from scaling.commands.errors import UsageError, guarded
 from scaling.format import first_line, format_counts, format_int, format_loss, format_sci
 
 SWEEP_HELP = "a sweep folder (runs/NAME)"
-ORDER = {s: i for i, s in enumerate(("running", "failed", "diverged", "interrupted", "stopped", "planned", "completed"))}
+ORDER = {s: i for i, s in enumerate(("running", "damaged", "failed", "diverged", "interrupted", "stopped", "planned",
+                                     "completed"))}
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the status report."""
     path = existing_path(args.sweep_dir, SWEEP_HELP)
+    from scaling.store import TABLE_SUFFIXES
+
     if path.is_file() and path.suffix not in TABLE_SUFFIXES:
         raise UsageError(f"{path} is a file, not a sweep folder; give {SWEEP_HELP}")
     print(status_table(path))
@@ -30,21 +33,21 @@ def run(args: argparse.Namespace) -> int:
 
 def status_table(sweep_dir: Path | str) -> str:
     """The status report as text: counts by status, then one line per run."""
-    from scaling.store import STATUSES, load_runs
+    from scaling.store import TABLE_STATUSES, load_runs
 
     table = load_runs(sweep_dir)
     if table.empty:
         return f"{sweep_dir}: no runs yet"
     counts = table["status"].value_counts()
-    head = format_counts((s, counts[s]) for s in STATUSES if s in counts)
+    head = format_counts((s, counts[s]) for s in TABLE_STATUSES if s in counts)
     table = table.assign(_order=table["status"].map(ORDER).fillna(9)).sort_values(["_order", "C", "N"])
     lines = [f"{sweep_dir}: {len(table)} runs: {head}",
              f"{'run_id':<11}{'status':<12}{'family':<8}{'width':>6}{'depth':>6}{'N':>12}{'D':>13}{'C':>10}"
              f"{'step':>12}{'loss':>9}  job"]
     for row in table.to_dict("records"):
         lines.append(_row_line(row))
-        if row["status"] in ("failed", "diverged") and row.get("error"):
-            lines.append(f"{'':<11}{first_line(row['error'], 110)}")
+        if row["status"] in ("failed", "diverged", "damaged", "interrupted") and row.get("error"):
+            lines.append(f"{'':<11}{first_line(row['error'], 200)}")
     return "\n".join(lines)
 
 

@@ -269,14 +269,14 @@ def probe_sweep(sweep_dir: Path | str, max_samples: int = DEFAULT_MAX_SAMPLES, u
     <sweep_dir>/probes/ the first-layer kernels (CNNs) or byte-embedding maps (GPTs) of the
     ladder side by side, one panel per width, and the probe metrics against N.
     """
-    from scaling.store import find_run_folders
+    from scaling.store import find_run_folders, folder_row
 
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.exists():
         raise FileNotFoundError(f"{sweep_dir} does not exist; give a sweep folder (runs/NAME) or a run folder")
     results: dict[str, dict[str, Any]] = {}
     for folder in find_run_folders(sweep_dir):
-        if folder.status != "completed":
+        if folder_row(folder)["status"] != "completed":  # a damaged record is skipped, not fatal
             continue
         try:
             results[folder.path.name] = probe_run(folder.path, max_samples=max_samples, untrained=untrained,
@@ -291,11 +291,11 @@ def probe_sweep(sweep_dir: Path | str, max_samples: int = DEFAULT_MAX_SAMPLES, u
 
 def ladder_runs(sweep_dir: Path) -> list[tuple[dict[str, Any], Path]]:
     """(record, folder) of one completed run per width (the one with most compute), by width."""
-    from scaling.store import find_run_folders
+    from scaling.store import find_run_folders, folder_row
 
     best: dict[Any, tuple[dict[str, Any], Path]] = {}
     for folder in find_run_folders(sweep_dir):
-        record = folder.read_record()
+        record = folder_row(folder)
         if record.get("status") != "completed" or not folder.last_checkpoint.exists():
             continue
         key = record.get("width")

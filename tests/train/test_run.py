@@ -66,6 +66,10 @@ def test_sigkill_then_resume_from_checkpoint(runs_root, tmp_path):
     process.wait()
     killed = json.loads(folder.record_path.read_text())  # always parses
     assert killed["status"] == "running" and killed["step"] < spec.steps
+    from scaling.commands.status import status_table
+
+    shown = status_table(folder.path.parent)  # the owner is gone: not shown as running
+    assert f"{spec.run_id} interrupted" in shown and f"last step {killed['step']} at" in shown
     pd.read_csv(folder.metrics_path)  # always parses
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
