@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from scaling.config import Config, load_config
+from scaling.data.base import DataInfo
 
 # Tests never talk to W&B servers and use few threads on the 2-core CI machine.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -30,3 +31,14 @@ def runs_root(tmp_path: Path) -> Path:
 def tiny(base: list[str], runs_root: Path, *more: str) -> Config:
     """The real composed config, shrunk, writing into runs_root."""
     return load_config([*base, f"run.root={runs_root}", *more])
+
+
+def text_info(seq_len: int) -> DataInfo:
+    """A byte-level text data set with contexts of seq_len tokens."""
+    return DataInfo("text", "text", "tokens", 10_000, seq_len, vocab_size=256, seq_len=seq_len)
+
+
+def image_info(size: int, channels: int = 3, classes: int = 10) -> DataInfo:
+    """A square image classification data set."""
+    return DataInfo("images", "image", "samples", 1_000, 1, channels=channels,
+                    image_size=(size, size), num_classes=classes)

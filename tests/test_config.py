@@ -8,8 +8,11 @@ import time
 
 import pytest
 
-from scaling.config import CNNConfig, ConfigError, GPTConfig, TextDataConfig, load_config, available_options
 from scaling.cli import main
+from scaling.config import ConfigError, available_options, load_config
+from scaling.data.text import TextDataConfig
+from scaling.models.cnn import CNNConfig
+from scaling.models.gpt import GPTConfig
 
 
 def test_defaults_compose_to_typed_objects():

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.config import ConfigError, ImageDataConfig, TextDataConfig, compose_config, to_object
-from scaling.data import DataSource, build_data
+from scaling.config import ConfigError, compose_config, to_object
+from scaling.data import DataSource, build_data, data_info
+from scaling.data.images import ImageDataConfig
+from scaling.data.text import TextDataConfig
 
 SEQ_LEN = 32
 

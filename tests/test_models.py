@@ -10,23 +10,15 @@ import torch
 import torchvision
 from torch import nn
 
-from scaling.config import CNNConfig, ConfigError, GPTConfig, TorchvisionConfig
-from scaling.data.base import DataInfo
-from scaling.models import ScalingModel, apply_preset, build_model, presets
-from scaling.models.cnn import stage_channels
+from scaling.errors import ConfigError
+from scaling.models import apply_preset, build_model, presets
+from scaling.models.base import ScalingModel
+from scaling.models.cnn import CNNConfig, stage_channels
+from scaling.models.gpt import GPTConfig
+from scaling.models.torchvision_family import TorchvisionConfig
+from tests.conftest import image_info, text_info
 
 ALEXNET_PARAMS = 61_100_840
-
-
-def text_info(seq_len: int) -> DataInfo:
-    """A byte-level text data set with contexts of seq_len tokens."""
-    return DataInfo("text", "text", "tokens", 10_000, seq_len, vocab_size=256, seq_len=seq_len)
-
-
-def image_info(size: int, channels: int = 3, classes: int = 10) -> DataInfo:
-    """A square image classification data set."""
-    return DataInfo("images", "image", "samples", 1_000, 1, channels=channels,
-                    image_size=(size, size), num_classes=classes)
 
 
 def numel(model: nn.Module) -> int:
