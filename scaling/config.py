@@ -360,8 +360,8 @@ def available_options() -> dict[str, list[str]]:
 def validate(cfg: Config) -> None:
     """Refuse impossible values with a one-line message naming the key and the fix."""
     refuse_non_finite(cfg, "")
-    _validate_model(cfg)
     _validate_data(cfg)
+    _validate_model(cfg)
     _validate_optim(cfg.optim)
     _validate_trainer(cfg.trainer)
     _validate_budget(cfg)
