@@ -65,3 +65,10 @@ class Registry(Generic[T]):
         for module in pkgutil.iter_modules(package.__path__):
             if not module.name.startswith("_") and module.name not in self.skip:
                 importlib.import_module(f"{self.package}.{module.name}")
+
+
+def require_fields(schema: type, fields: tuple[str, ...], what: str) -> None:
+    """Refuse (when registering) a config schema that lacks a field the framework reads itself."""
+    missing = [name for name in fields if name not in getattr(schema, "__dataclass_fields__", {})]
+    if missing:
+        raise TypeError(f"{schema.__name__} lacks {', '.join(missing)}; every {what} schema has {', '.join(fields)}")

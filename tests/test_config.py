@@ -56,7 +56,7 @@ def test_cnn_on_digits_composes():
     (["trainer.num_workers=-1"], ["trainer.num_workers=-1", ">= 0"]),
     (["trainer.accelerator=gpus"], ["trainer.accelerator='gpus'", "is not an accelerator", "cpu, gpu"]),
     (["launcher.parallel=0"], ["launcher.parallel=0", "positive"]),
-    (["model.family=rnn"], ["model.family='rnn'", "is not a model family", "cnn, gpt, torchvision"]),
+    (["model.family=rnn"], ["model.family='rnn'", "is not a model family", "use one of cnn, gpt", "torchvision"]),
     (["model.parametrization=mup"], ["model.parametrization='mup'", "model=gpt", "use sp"]),
     (["model.preset=gpt5"], ["model.preset='gpt5'", "gpt2-small"]),
     (["model=cnn", "data=digits", "model.stem=big"], ["model.stem='big'", "alexnet"]),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from scaling.data.base import DataInfo, DataSource
-from scaling.registry import Registry
+from scaling.registry import Registry, require_fields
 
 __all__ = ["DataInfo", "DataSource", "Source", "SOURCES", "register_source", "source", "data_info",
            "build_data"]
@@ -36,9 +36,13 @@ class Source:
 
 SOURCES: Registry[Source] = Registry("data kind", "data.kind", __name__, skip=("base",))
 
+# Fields every source schema has: what the planner and the run identity read themselves.
+SCHEMA_FIELDS = ("kind", "name", "subset", "order_seed", "default_budget")
+
 
 def register_source(source: Source) -> Source:
     """Register a source kind (call it at the bottom of the source's module)."""
+    require_fields(source.schema, SCHEMA_FIELDS, "data source")
     if source.unit not in ("tokens", "samples"):
         raise TypeError(f"Source {source.kind!r}: unit must be tokens or samples (the budget keys)")
     return SOURCES.register(source.kind, source)

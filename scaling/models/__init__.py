@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from scaling.errors import ConfigError
-from scaling.registry import Registry
+from scaling.registry import Registry, require_fields
 
 # Fields every family's schema has: the two size knobs and what the framework reads itself.
 SCHEMA_FIELDS = ("family", "width", "depth", "preset", "parametrization")
@@ -61,11 +61,7 @@ FAMILIES: Registry[Family] = Registry("model family", "model.family", __name__, 
 
 def register_family(family: Family) -> Family:
     """Register a family (call it at the bottom of the family's module)."""
-    fields = {f.name for f in dataclasses.fields(family.schema)}
-    missing = [name for name in SCHEMA_FIELDS if name not in fields]
-    if missing:
-        raise TypeError(f"{family.schema.__name__} lacks {', '.join(missing)}; every family schema has "
-                        f"{', '.join(SCHEMA_FIELDS)}")
+    require_fields(family.schema, SCHEMA_FIELDS, "model family")
     if family.schema().family != family.name:
         raise TypeError(f"{family.schema.__name__}.family must default to {family.name!r}")
     return FAMILIES.register(family.name, family)
