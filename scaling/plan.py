@@ -315,13 +315,14 @@ class _Planner:
 
 def plan_sweep(overrides: list[str] | tuple[str, ...] = ()) -> Plan:
     """Compose the sweep config and expand it into RunSpecs (deterministic, trains nothing)."""
-    from scaling.config import compose_config, to_object
+    from scaling.config import compose_config, refuse_non_finite, to_object
     from scaling.data import source
 
     base = compose_config(overrides)
     cfg = to_object(base)
     sweep = cfg.sweep
     check_mode(sweep)
+    refuse_non_finite(sweep, "sweep")
     planner = _Planner(base)
     unit = source(cfg.data.kind).unit
     runs, skipped, seen = [], [], set()

@@ -105,6 +105,8 @@ def test_unknown_sweep_mode_lists_the_modes():
     with pytest.raises(ConfigError) as error:
         plan_sweep(["sweep.mode=ladderz", "sweep.models=[]"])
     assert str(error.value) == "sweep.mode='ladderz' is not a sweep mode; use one of none, grid, data, isoflop"
+    with pytest.raises(ConfigError, match=r"sweep.data_sizes\[1\]=inf is not a finite number"):
+        plan_sweep(["experiment=quickstart", "sweep.data_sizes=[1000,inf]"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
