@@ -304,6 +304,23 @@ class _Planner:
             set_values(node, {key: evaluate_rule(key, expression, self.rule_env(to_object(node), expression))})
         return finalize(to_object(node))
 
+    def expand(self, sweep: Any, unit: str, overrides: list[str]) -> tuple[list[RunSpec], list[Skipped]]:
+        """The sweep's runs, and the points left out (with why), in a deterministic order."""
+        runs, skipped, seen = [], [], set()
+        for point in sweep_points(sweep, unit):
+            cfg = self.config(point, dict(sweep.rules))
+            info = self.info(cfg)
+            spec = resolve(cfg, info, self.model(cfg), [*overrides, *_as_overrides(point)])
+            reason = skip_reason(spec, sweep, info)
+            if reason:
+                skipped.append(Skipped(point, reason))
+            elif spec.run_id in seen:
+                skipped.append(Skipped(point, f"same run as {spec.run_id} (identical resolved config)"))
+            else:
+                seen.add(spec.run_id)
+                runs.append(spec)
+        return runs, skipped
+
     def rule_env(self, cfg: Config, expression: Any) -> dict[str, Any]:
         """Variables a rule may use; N and C need a (meta-device) model, so only when asked."""
         env = {"width": cfg.model.width, "depth": cfg.model.depth, "seed": cfg.seed}
@@ -320,26 +337,10 @@ def plan_sweep(overrides: list[str] | tuple[str, ...] = ()) -> Plan:
 
     base = compose_config(overrides)
     cfg = to_object(base)
-    sweep = cfg.sweep
-    check_mode(sweep)
-    refuse_non_finite(sweep, "sweep")
-    planner = _Planner(base)
-    unit = source(cfg.data.kind).unit
-    runs, skipped, seen = [], [], set()
-    for point in sweep_points(sweep, unit):
-        cfg_point = planner.config(point, dict(sweep.rules))
-        info = planner.info(cfg_point)
-        spec = resolve(cfg_point, info, planner.model(cfg_point), [*overrides, *_as_overrides(point)])
-        reason = skip_reason(spec, sweep, info)
-        if reason:
-            skipped.append(Skipped(point, reason))
-        elif spec.run_id in seen:
-            skipped.append(Skipped(point, f"same run as {spec.run_id} (identical resolved config)"))
-        else:
-            seen.add(spec.run_id)
-            runs.append(spec)
-    return Plan(sweep.name, sweep.mode, runs, skipped, cfg)
-
+    check_mode(cfg.sweep)
+    refuse_non_finite(cfg.sweep, "sweep")
+    runs, skipped = _Planner(base).expand(cfg.sweep, source(cfg.data.kind).unit, list(overrides))
+    return Plan(cfg.sweep.name, cfg.sweep.mode, runs, skipped, cfg)
 
 def _as_overrides(point: dict[str, Any]) -> list[str]:
     return [f"{k}={v}" for k, v in point.items()]

@@ -40,6 +40,7 @@ class ImageDataConfig:
     order_seed: int = 0
     default_budget: int = 20_000  # samples, used when no budget.* is given
 
+
 SPLIT_SEED = 0  # the held-out split never depends on data.order_seed
 DEFAULT_VAL_FRACTION = 0.2  # digits and ImageFolder without data.val_size
 
@@ -52,7 +53,6 @@ STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "imagefolder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's
 }
-
 
 
 @dataclass(frozen=True)

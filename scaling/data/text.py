@@ -104,11 +104,15 @@ CORPORA: dict[str, Callable[[TextDataConfig], tuple[list[Path], str]]] = {
     "pystdlib": _stdlib_corpus, "files": _files_corpus}
 
 
-def corpus_files(cfg: TextDataConfig) -> list[Path]:
-    """The files a text config packs, in packing order; a one-line ConfigError if there are none."""
+def _corpus(cfg: TextDataConfig) -> Callable[[TextDataConfig], tuple[list[Path], str]]:
     if cfg.name not in CORPORA:
         fail("data.name", cfg.name, "is not a text corpus", f"use {' or '.join(CORPORA)}")
-    files, where = CORPORA[cfg.name](cfg)
+    return CORPORA[cfg.name]
+
+
+def corpus_files(cfg: TextDataConfig) -> list[Path]:
+    """The files a text config packs, in packing order; a one-line ConfigError if there are none."""
+    files, where = _corpus(cfg)(cfg)
     files = [f for f in files if f.stat().st_size > 0]
     if not files:
         raise ConfigError(f"data.glob={cfg.glob!r} matched no non-empty files in {where}; "
@@ -317,8 +321,7 @@ def build_text(cfg: TextDataConfig) -> TextSource:
 def validate(cfg: TextDataConfig) -> None:
     """Sizes are positive, the corpus is one there is, and data.name=files has paths."""
     require_positive(cfg, "data", ["seq_len", "val_tokens", "subset"])
-    if cfg.name not in CORPORA:
-        fail("data.name", cfg.name, "is not a text corpus", f"use {' or '.join(CORPORA)}")
+    _corpus(cfg)
     if cfg.name == "files":
         _require_paths(cfg)
 

@@ -25,7 +25,6 @@ from scaling.models import Family, register_family
 from scaling.models.base import ScalingModel
 
 
-
 @dataclass
 class CNNConfig:
     """AlexNet-style convnet. width scales every stage's channels, depth = conv blocks."""
