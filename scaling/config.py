@@ -295,6 +295,11 @@ def set_values(node: DictConfig, values: dict[str, Any]) -> None:
             raise ConfigError(_explain_hydra_error(exc, [f"{key}={value}"])) from exc
 
 
+def get_values(node: DictConfig, keys: list[str]) -> dict[str, Any]:
+    """Dotted keys of a composed config and their values (None for a key it lacks)."""
+    return {key: OmegaConf.select(node, key) for key in keys}
+
+
 def to_yaml(cfg: Config | DictConfig) -> str:
     """The config as YAML text (what config.yaml in a run folder holds)."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg) if isinstance(cfg, Config) else cfg)

@@ -301,7 +301,7 @@ class _Planner:
 
         node = with_values(self.base, point)
         for key, expression in rules.items():
-            set_values(node, {key: evaluate_rule(key, expression, self.rule_env(to_object(node), expression))})
+            set_values(node, {key: evaluate_rule(key, expression, self.rule_env(node, expression))})
         return finalize(to_object(node))
 
     def expand(self, sweep: Any, unit: str, overrides: list[str]) -> tuple[list[RunSpec], list[Skipped]]:
@@ -321,10 +321,14 @@ class _Planner:
                 runs.append(spec)
         return runs, skipped
 
-    def rule_env(self, cfg: Config, expression: Any) -> dict[str, Any]:
+    def rule_env(self, node: Any, expression: Any) -> dict[str, Any]:
         """Variables a rule may use; N and C need a (meta-device) model, so only when asked."""
-        env = {"width": cfg.model.width, "depth": cfg.model.depth, "seed": cfg.seed}
+        from scaling.config import get_values, to_object
+
+        values = get_values(node, ["model.width", "model.depth", "seed"])
+        env = {key.rpartition(".")[2]: value for key, value in values.items()}
         if isinstance(expression, str) and re.search(r"\b(N|N_nonembed|D|C)\b", expression):
+            cfg = to_object(node)
             spec = resolve(cfg, self.info(cfg), self.model(cfg))
             env.update(N=spec.N, N_nonembed=spec.N_nonembed, D=spec.D, C=spec.C)
         return env
