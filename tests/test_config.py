@@ -8,9 +8,10 @@ import time
 
 import pytest
 import torch
+import yaml
 
 from scaling.cli import main
-from scaling.config import ConfigError, available_options, load_config
+from scaling.config import ConfigError, available_options, from_dict, load_config, to_dict, to_yaml
 from scaling.data.text import TextDataConfig
 from scaling.models.cnn import CNNConfig
 from scaling.models.gpt import GPTConfig
@@ -118,3 +119,13 @@ def test_a_gpu_this_machine_lacks_is_refused_where_runs_train_here():
     with pytest.raises(ConfigError, match="trainer.accelerator='gpu'"):
         plan.check_machine()  # ... launching it here is not
     plan_run(load_config(["trainer=gpu", "launcher=slurm"]))  # SLURM runs it elsewhere
+
+
+@pytest.mark.parametrize("overrides", [[], ["model=cnn", "data=digits", "launcher=ray"],
+                                       ["model=torchvision", "data=cifar10", "launcher=slurm"]])
+def test_a_run_folders_config_reads_back_as_the_same_typed_config(overrides):
+    cfg = load_config(overrides)
+    back = from_dict(yaml.safe_load(to_yaml(cfg)))
+    assert to_dict(back) == to_dict(cfg)
+    assert [type(back.model), type(back.data), type(back.launcher)] == [
+        type(cfg.model), type(cfg.data), type(cfg.launcher)]
