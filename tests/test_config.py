@@ -121,6 +121,15 @@ def test_a_gpu_this_machine_lacks_is_refused_where_runs_train_here():
     plan_run(load_config(["trainer=gpu", "launcher=slurm"]))  # SLURM runs it elsewhere
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_gpus_this_machine_has_are_accepted_and_no_more():
+    plan_run(load_config(["trainer=gpu"]))
+    too_many = torch.cuda.device_count() + 1
+    with pytest.raises(ConfigError, match=f"trainer.devices={too_many} is more GPUs than this machine's"):
+        plan_run(load_config(["trainer=gpu", f"trainer.devices={too_many}"]))
+
+
 @pytest.mark.parametrize("overrides", [[], ["model=cnn", "data=digits", "launcher=ray"],
                                        ["model=torchvision", "data=cifar10", "launcher=slurm"]])
 def test_a_run_folders_config_reads_back_as_the_same_typed_config(overrides):
