@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scaling.data import SOURCES, source
 from scaling.errors import ConfigError, fail, require_positive
-from scaling.models import FAMILIES, family
+from scaling.models import FAMILIES, apply_preset, family
 
 CONFIG_MODULE = "scaling.conf"
 GROUPS = ("model", "data", "trainer", "optim", "logger", "launcher", "sweep", "experiment")
@@ -215,7 +215,7 @@ _FIXED_SCHEMAS = [("trainer", "trainer_schema", TrainerConfig), ("optim", "optim
                   ("logger", "logger_schema", LoggerConfig), ("launcher", "launcher_schema", LauncherConfig),
                   ("launcher", "ray_schema", RayLauncherConfig), ("launcher", "slurm_schema", SlurmLauncherConfig),
                   ("sweep", "sweep_schema", SweepConfig)]
-_stored: set[tuple[str, str, type]] = set()
+_stored: set[tuple[Optional[str], str, type]] = set()
 
 
 def schemas() -> list[tuple[str, str, type]]:
@@ -228,10 +228,7 @@ def schemas() -> list[tuple[str, str, type]]:
 def register_schemas() -> None:
     """Store the schemas in Hydra's ConfigStore (each once; families registered later join)."""
     store = ConfigStore.instance()
-    if ("", "config_schema", Config) not in _stored:
-        store.store(name="config_schema", node=Config)
-        _stored.add(("", "config_schema", Config))
-    for group, name, node in schemas():
+    for group, name, node in [(None, "config_schema", Config), *schemas()]:
         if (group, name, node) not in _stored:
             store.store(group=group, name=name, node=node)
             _stored.add((group, name, node))
@@ -260,8 +257,6 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()) -> Config:
 
 def finalize(cfg: Config) -> Config:
     """Expand the model preset (so width and depth are the real ones) and validate."""
-    from scaling.models import apply_preset
-
     validate(cfg)
     cfg.model = apply_preset(cfg.model)
     validate(cfg)
