@@ -33,3 +33,9 @@ def test_plan_writes_no_file_and_loads_no_trainer(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("sweep quickstart (mode data): 18 runs") and lines[-1] == "[]"
     assert files_under(home) == [] and files_under(work) == []
+
+
+def test_config_and_the_registries_import_no_torch():
+    code = "import sys, scaling.cli, scaling.config, scaling.models, scaling.data; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr
