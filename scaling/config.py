@@ -2,14 +2,22 @@
 
 This is the only module that talks to Hydra. Everything downstream receives a `Config`
 (a tree of dataclasses); bad input is refused here with a one-line `ConfigError` that names
-the key and the fix, before any data is loaded or any model is built.
+the key and the fix, before any data is loaded or any model is built. The schemas of the
+model and data groups are not written here: each model family and data source declares its
+own (scaling.models, scaling.data), and this module asks those registries for them.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
+import math
 import re
+import typing
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra import compose, initialize_config_module
@@ -17,93 +25,13 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from scaling.data import SOURCES, source
+from scaling.errors import ConfigError, fail, require_positive
+from scaling.models import FAMILIES, apply_preset, family
+
 CONFIG_MODULE = "scaling.conf"
 GROUPS = ("model", "data", "trainer", "optim", "logger", "launcher", "sweep", "experiment")
-
-
-class ConfigError(ValueError):
-    """A config problem, reported to the user as one line naming the key and the fix."""
-
-
-# ---------------------------------------------------------------------------- model
-
-
-@dataclass
-class GPTConfig:
-    """Decoder-only transformer. width = d_model, depth = number of blocks."""
-
-    family: str = "gpt"
-    width: int = 64
-    depth: int = 2
-    head_dim: int = 32  # heads = width // head_dim (at least 1), width must divide evenly
-    mlp_ratio: int = 4
-    vocab_size: int = 256
-    dropout: float = 0.0
-    tie_embeddings: bool = True
-    preset: Optional[str] = None
-    parametrization: str = "sp"  # "sp" today; "mup" is planned (DESIGN.md)
-
-
-@dataclass
-class CNNConfig:
-    """AlexNet-style convnet. width scales every stage's channels, depth = conv blocks."""
-
-    family: str = "cnn"
-    width: int = 16
-    depth: int = 3
-    channel_mults: list[float] = field(default_factory=lambda: [1.0, 3.0, 6.0, 4.0, 4.0])
-    classifier_hidden: Optional[int] = None  # None: derived from width (64 * width)
-    dropout: float = 0.5
-    stem: str = "auto"  # auto | alexnet | small
-    preset: Optional[str] = None
-    parametrization: str = "sp"
-
-
-@dataclass
-class TorchvisionConfig:
-    """Any torchvision classification model by name (weights are never downloaded)."""
-
-    family: str = "torchvision"
-    name: str = "resnet18"
-    width: Optional[int] = None
-    depth: Optional[int] = None
-    preset: Optional[str] = None
-    parametrization: str = "sp"
-
-
-# ----------------------------------------------------------------------------- data
-
-
-@dataclass
-class TextDataConfig:
-    """A byte-level corpus. `name` is pystdlib (the running Python's stdlib) or files."""
-
-    kind: str = "text"
-    name: str = "pystdlib"
-    paths: list[str] = field(default_factory=list)  # files or folders when name=files
-    glob: str = "*"  # which files of a folder (pystdlib uses *.py)
-    seq_len: int = 128
-    val_tokens: int = 65536  # fixed held-out evaluation set size
-    subset: Optional[int] = None  # unique training tokens drawn from (None: all)
-    order_seed: int = 0  # data order; fixed so that smaller budgets nest in larger ones
-    cache_dir: Optional[str] = None  # where the packed corpus lives (default ~/.cache/scaling)
-    default_budget: int = 400_000  # tokens, used when no budget.* is given
-
-
-@dataclass
-class ImageDataConfig:
-    """An image classification data set: digits (offline), torchvision sets, ImageFolder."""
-
-    kind: str = "image"
-    name: str = "digits"  # digits | cifar10 | cifar100 | mnist | fashionmnist | imagefolder
-    root: Optional[str] = None  # data folder (default ~/.cache/scaling/data/<name>)
-    download: bool = False
-    val_size: Optional[int] = None  # held-out samples (torchvision sets use their test split)
-    subset: Optional[int] = None  # unique training samples drawn from (None: all)
-    augment: bool = False  # random crop and flip (CIFAR-style)
-    image_size: Optional[int] = None  # resize to this square size (ImageFolder needs one)
-    order_seed: int = 0
-    default_budget: int = 20_000  # samples, used when no budget.* is given
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")  # Lightning's names
 
 
 # ------------------------------------------------------------------ training, budget
@@ -283,28 +211,28 @@ class Config:
     seed: int = 0
 
 
+LAUNCHER_SCHEMAS = {"local": LauncherConfig, "ray": RayLauncherConfig, "slurm": SlurmLauncherConfig}
+_FIXED_SCHEMAS = [("trainer", "trainer_schema", TrainerConfig), ("optim", "optim_schema", OptimConfig),
+                  ("logger", "logger_schema", LoggerConfig), ("launcher", "launcher_schema", LauncherConfig),
+                  ("launcher", "ray_schema", RayLauncherConfig), ("launcher", "slurm_schema", SlurmLauncherConfig),
+                  ("sweep", "sweep_schema", SweepConfig)]
+_stored: set[tuple[Optional[str], str, type]] = set()
+
+
+def schemas() -> list[tuple[str, str, type]]:
+    """(group, name, dataclass) of every schema the YAML files extend: the fixed groups' and
+    each registered model family's and data source's (<family>_schema, <kind>_schema)."""
+    return [*_FIXED_SCHEMAS, *[("model", f"{f.name}_schema", f.schema) for f in FAMILIES],
+            *[("data", f"{s.kind}_schema", s.schema) for s in SOURCES]]
+
+
 def register_schemas() -> None:
-    """Register the dataclasses with Hydra's ConfigStore, as schemas the YAML files extend."""
-    cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
-    for group, name, node in [
-        ("model", "gpt_schema", GPTConfig),
-        ("model", "cnn_schema", CNNConfig),
-        ("model", "torchvision_schema", TorchvisionConfig),
-        ("data", "text_schema", TextDataConfig),
-        ("data", "image_schema", ImageDataConfig),
-        ("trainer", "trainer_schema", TrainerConfig),
-        ("optim", "optim_schema", OptimConfig),
-        ("logger", "logger_schema", LoggerConfig),
-        ("launcher", "launcher_schema", LauncherConfig),
-        ("launcher", "ray_schema", RayLauncherConfig),
-        ("launcher", "slurm_schema", SlurmLauncherConfig),
-        ("sweep", "sweep_schema", SweepConfig),
-    ]:
-        cs.store(group=group, name=name, node=node)
-
-
-register_schemas()
+    """Store the schemas in Hydra's ConfigStore (each once; families registered later join)."""
+    store = ConfigStore.instance()
+    for group, name, node in [(None, "config_schema", Config), *schemas()]:
+        if (group, name, node) not in _stored:
+            store.store(group=group, name=name, node=node)
+            _stored.add((group, name, node))
 
 
 # ------------------------------------------------------------------------ compose
@@ -312,6 +240,7 @@ register_schemas()
 
 def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Compose conf/config.yaml with Hydra overrides; Hydra's errors become ConfigError."""
+    register_schemas()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
@@ -329,8 +258,6 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()) -> Config:
 
 def finalize(cfg: Config) -> Config:
     """Expand the model preset (so width and depth are the real ones) and validate."""
-    from scaling.models import apply_preset
-
     validate(cfg)
     cfg.model = apply_preset(cfg.model)
     validate(cfg)
@@ -347,34 +274,72 @@ def to_object(cfg: DictConfig) -> Config:
     return obj
 
 
+def with_values(node: DictConfig, values: dict[str, Any]) -> DictConfig:
+    """A copy of a composed config with dotted keys set (`{"model.width": 64}`); see set_values."""
+    node = copy.deepcopy(node)
+    set_values(node, values)
+    return node
+
+
+def set_values(node: DictConfig, values: dict[str, Any]) -> None:
+    """Set dotted keys of a composed config in place, type-checked as overrides are; a one-line
+    ConfigError for an unknown key or a wrong type."""
+    for key, value in values.items():
+        try:
+            OmegaConf.update(node, key, value, merge=False, force_add=False)
+        except Exception as exc:  # OmegaConf raises many types; all are user errors here
+            raise ConfigError(_explain_hydra_error(exc, [f"{key}={value}"])) from exc
+
+
+def get_values(node: DictConfig, keys: list[str]) -> dict[str, Any]:
+    """Dotted keys of a composed config and their values (None for a key it lacks)."""
+    return {key: OmegaConf.select(node, key) for key in keys}
+
+
 def to_yaml(cfg: Config | DictConfig) -> str:
     """The config as YAML text (what config.yaml in a run folder holds)."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg) if isinstance(cfg, Config) else cfg)
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
-    """The config as plain nested dicts and lists."""
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore
+    """The config as plain nested dicts and lists, as OmegaConf.to_container would give it
+    (a float field holding an int gives a float), without building OmegaConf nodes."""
+    return _plain(cfg, Any)
+
+
+def _plain(value: Any, hint: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        hints = _field_types(type(value))
+        return {f.name: _plain(getattr(value, f.name), hints[f.name]) for f in dataclasses.fields(value)}
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, args[0] if args else Any) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item, args[-1] if args else Any) for key, item in value.items()}
+    if float in (hint, *args) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+@lru_cache(maxsize=None)
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Rebuild a typed Config from `to_dict` output (for example a run folder's config.yaml)."""
-    data = dict(data)
-    schema = OmegaConf.structured(Config)
-    model_cls = {"gpt": GPTConfig, "cnn": CNNConfig, "torchvision": TorchvisionConfig}
-    data_cls = {"text": TextDataConfig, "image": ImageDataConfig}
-    launcher_cls = {"local": LauncherConfig, "ray": RayLauncherConfig, "slurm": SlurmLauncherConfig}
     launcher_name = (data.get("launcher") or {}).get("name", "local")
+    if launcher_name not in LAUNCHER_SCHEMAS:
+        fail("launcher.name", launcher_name, "is not a launcher", f"use one of {', '.join(LAUNCHER_SCHEMAS)}")
     merged = OmegaConf.merge(
-        schema,
+        OmegaConf.structured(Config),
         {
-            "model": OmegaConf.structured(model_cls[data["model"]["family"]]),
-            "data": OmegaConf.structured(data_cls[data["data"]["kind"]]),
-            "launcher": OmegaConf.structured(launcher_cls[launcher_name]),
+            "model": OmegaConf.structured(family(data["model"]["family"]).schema),
+            "data": OmegaConf.structured(source(data["data"]["kind"]).schema),
+            "launcher": OmegaConf.structured(LAUNCHER_SCHEMAS[launcher_name]),
         },
     )
-    merged = OmegaConf.merge(merged, data)
-    return to_object(merged)
+    return to_object(OmegaConf.merge(merged, data))
 
 
 def available_options() -> dict[str, list[str]]:
@@ -393,97 +358,135 @@ def available_options() -> dict[str, list[str]]:
 # ----------------------------------------------------------------------- validation
 
 
-def _fail(key: str, value: Any, problem: str, fix: str) -> None:
-    raise ConfigError(f"{key}={value!r} {problem}; {fix}")
-
-
-def _positive(cfg: Any, prefix: str, names: list[str]) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if value is not None and value <= 0:
-            _fail(f"{prefix}.{name}", value, "must be positive", f"set {prefix}.{name} to a number above 0")
-
-
 def validate(cfg: Config) -> None:
     """Refuse impossible values with a one-line message naming the key and the fix."""
-    _validate_model(cfg)
+    refuse_non_finite(cfg, "")
     _validate_data(cfg)
-    _validate_training(cfg)
+    _validate_model(cfg)
+    _validate_optim(cfg.optim)
+    _validate_trainer(cfg.trainer)
     _validate_budget(cfg)
+    _validate_run(cfg)
+
+
+def refuse_non_finite(value: Any, key: str) -> None:
+    """Refuse NaN and infinities anywhere in a config tree (dataclasses, dicts, lists)."""
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            refuse_non_finite(getattr(value, f.name), f"{key}.{f.name}" if key else f.name)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            refuse_non_finite(item, f"{key}.{name}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            refuse_non_finite(item, f"{key}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        fail(key, value, "is not a finite number", f"give {key} a finite number")
+
+
+def _require_range(key: str, value: float, low: float, high: float, example: str, closed: bool = False) -> None:
+    """Refuse a value outside [low, high) ([low, high] when closed)."""
+    if not (low <= value <= high if closed else low <= value < high):
+        fail(key, value, f"must be in [{low:g}, {high:g}{']' if closed else ')'}", f"use for example {example}")
 
 
 def _validate_model(cfg: Config) -> None:
     model = cfg.model
-    if isinstance(model, GPTConfig):
-        _positive(model, "model", ["width", "depth", "head_dim", "mlp_ratio", "vocab_size"])
-        if model.width > model.head_dim and model.width % model.head_dim:
-            _fail("model.width", model.width, f"is not divisible into heads of model.head_dim={model.head_dim}",
-                  f"use a multiple of {model.head_dim} or change model.head_dim")
-        if cfg.data is not None and cfg.data.kind != "text":
-            _fail("model", "gpt", "needs text data", "choose data=pystdlib or data=text")
-    elif isinstance(model, CNNConfig):
-        _positive(model, "model", ["width", "depth", "classifier_hidden"])
-        if model.stem not in ("auto", "alexnet", "small"):
-            _fail("model.stem", model.stem, "is not a stem", "use auto, alexnet or small")
-    elif isinstance(model, TorchvisionConfig):
-        pass
-    else:
-        raise ConfigError("model is not set; choose model=gpt, model=cnn or model=torchvision")
-    if model.parametrization not in ("sp",):
-        _fail("model.parametrization", model.parametrization, "is not supported yet", "use sp")
-    if not isinstance(model, GPTConfig) and cfg.data is not None and cfg.data.kind != "image":
-        _fail("model", model.family, "needs image data", "choose data=digits, data=cifar10, ...")
-    if not 0.0 <= getattr(model, "dropout", 0.0) < 1.0:
-        _fail("model.dropout", model.dropout, "must be in [0, 1)", "use for example 0.1")
+    if model is None:
+        raise ConfigError(f"model is not set; choose model={' or model='.join(FAMILIES.names())}")
+    spec = family(model.family)
+    spec.validate(model)
+    if cfg.data is not None and cfg.data.kind != spec.data_kind:
+        fail("model", model.family, f"needs {spec.data_kind} data", f"choose {source(spec.data_kind).choose}")
+    if model.parametrization not in spec.parametrizations:
+        fail("model.parametrization", model.parametrization, f"is not a parametrization of model={model.family}",
+             f"use {' or '.join(spec.parametrizations)}")
+    if hasattr(model, "dropout"):
+        _require_range("model.dropout", model.dropout, 0.0, 1.0, "0.1")
 
 
 def _validate_data(cfg: Config) -> None:
-    data = cfg.data
-    if isinstance(data, TextDataConfig):
-        _positive(data, "data", ["seq_len", "val_tokens", "subset"])
-        if data.name not in ("pystdlib", "files"):
-            _fail("data.name", data.name, "is not a text corpus", "use pystdlib or files")
-        if data.name == "files" and not data.paths:
-            _fail("data.paths", [], "is empty", "give files or folders: data.paths=[/path/a,/path/b]")
-    elif isinstance(data, ImageDataConfig):
-        _positive(data, "data", ["val_size", "subset", "image_size"])
-        names = ("digits", "cifar10", "cifar100", "mnist", "fashionmnist", "imagefolder")
-        if data.name not in names:
-            _fail("data.name", data.name, "is not an image data set", "use one of " + ", ".join(names))
-        if data.name == "imagefolder" and not data.root:
-            _fail("data.root", None, "is needed for imagefolder", "set data.root=/path/to/class/folders")
-    else:
+    if cfg.data is None:
         raise ConfigError("data is not set; choose data=pystdlib, data=digits, ...")
+    source(cfg.data.kind).validate(cfg.data)
 
 
-def _validate_training(cfg: Config) -> None:
-    _positive(cfg.optim, "optim", ["lr", "batch_size", "grad_accum", "warmup_steps"])
-    _positive(cfg.trainer, "trainer", ["val_every", "log_every", "checkpoint_every", "num_nodes", "threads"])
-    if not 0.0 <= cfg.optim.warmup_fraction < 1.0:
-        _fail("optim.warmup_fraction", cfg.optim.warmup_fraction, "must be in [0, 1)", "use for example 0.05")
-    if not 0.0 <= cfg.optim.min_lr_ratio <= 1.0:
-        _fail("optim.min_lr_ratio", cfg.optim.min_lr_ratio, "must be in [0, 1]", "use for example 0.1")
-    if cfg.optim.grad_clip < 0:
-        _fail("optim.grad_clip", cfg.optim.grad_clip, "must be >= 0", "use 0 to turn clipping off")
+def _validate_optim(optim: OptimConfig) -> None:
+    require_positive(optim, "optim", ["lr", "eps", "batch_size", "grad_accum", "warmup_steps"])
+    _require_range("optim.beta1", optim.beta1, 0.0, 1.0, "0.9")
+    _require_range("optim.beta2", optim.beta2, 0.0, 1.0, "0.95")
+    _require_range("optim.warmup_fraction", optim.warmup_fraction, 0.0, 1.0, "0.05")
+    _require_range("optim.min_lr_ratio", optim.min_lr_ratio, 0.0, 1.0, "0.1", closed=True)
+    if optim.weight_decay < 0:
+        fail("optim.weight_decay", optim.weight_decay, "must be >= 0", "use 0 for no weight decay")
+    if optim.grad_clip < 0:
+        fail("optim.grad_clip", optim.grad_clip, "must be >= 0", "use 0 to turn clipping off")
+
+
+def _validate_trainer(trainer: TrainerConfig) -> None:
+    require_positive(trainer, "trainer", ["val_every", "log_every", "checkpoint_every", "num_nodes", "threads"])
+    if trainer.num_workers < 0:
+        fail("trainer.num_workers", trainer.num_workers, "must be >= 0", "use 0 to load data in the training process")
     precisions = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
-    if str(cfg.trainer.precision) not in precisions:
-        _fail("trainer.precision", cfg.trainer.precision, "is not a precision", "use 32-true or bf16-mixed")
-    devices = cfg.trainer.devices
+    if str(trainer.precision) not in precisions:
+        fail("trainer.precision", trainer.precision, "is not a precision", "use 32-true or bf16-mixed")
+    devices = trainer.devices
     if not (devices == "auto" or (isinstance(devices, int) and devices > 0)):
-        _fail("trainer.devices", devices, "must be a positive int or auto", "use for example trainer.devices=2")
+        fail("trainer.devices", devices, "must be a positive int or auto", "use for example trainer.devices=2")
+    if trainer.accelerator not in ACCELERATORS:
+        fail("trainer.accelerator", trainer.accelerator, "is not an accelerator", f"use one of {', '.join(ACCELERATORS)}")
 
 
 def _validate_budget(cfg: Config) -> None:
     budget = cfg.budget
     given = [k for k in ("tokens", "samples", "flops") if getattr(budget, k) is not None]
-    _positive(budget, "budget", given)
+    require_positive(budget, "budget", given)
     if len(given) > 1:
         raise ConfigError(f"budget.{given[0]} and budget.{given[1]} are both set; give only one budget")
-    unit = "tokens" if cfg.data.kind == "text" else "samples"
+    unit = source(cfg.data.kind).unit
     other = "samples" if unit == "tokens" else "tokens"
     if getattr(budget, other) is not None:
-        _fail(f"budget.{other}", getattr(budget, other), f"does not apply to {cfg.data.kind} data",
-              f"use budget.{unit} or budget.flops")
+        fail(f"budget.{other}", getattr(budget, other), f"does not apply to {cfg.data.kind} data",
+             f"use budget.{unit} or budget.flops")
+
+
+def _validate_run(cfg: Config) -> None:
+    """run.root must be (or become) a folder; launcher.parallel must be positive."""
+    root = Path(cfg.run.root).expanduser()
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "is a file" if existing == root else f"is inside a file ({existing})"
+        fail("run.root", cfg.run.root, where, "give a folder (made when missing), e.g. run.root=runs")
+    if cfg.launcher is not None and hasattr(cfg.launcher, "parallel"):
+        require_positive(cfg.launcher, "launcher", ["parallel"])
+
+
+def trains_here(cfg: Config) -> bool:
+    """Whether the config's runs train on this machine (no launcher, local, or an embedded Ray)."""
+    launcher = cfg.launcher
+    return launcher is None or launcher.name == "local" or (launcher.name == "ray" and not launcher.address)
+
+
+def check_machine(cfg: Config) -> None:
+    """Refuse an accelerator (or more GPUs) than this machine has, when the runs train here.
+    Not part of `validate`: a sweep may be planned on a laptop for a GPU cluster."""
+    trainer = cfg.trainer
+    if not trainer_wants_gpu(trainer) or not trains_here(cfg):
+        return
+    import torch
+
+    have = torch.cuda.device_count()
+    if have == 0:
+        fail("trainer.accelerator", trainer.accelerator, "needs a CUDA GPU and this machine has none",
+             "use trainer=cpu, or run it where there is a GPU (launcher=slurm or launcher=ray)")
+    if isinstance(trainer.devices, int) and trainer.devices > have:
+        fail("trainer.devices", trainer.devices, f"is more GPUs than this machine's {have}",
+             f"use trainer.devices={have} or fewer")
+
+
+def trainer_wants_gpu(trainer: TrainerConfig) -> bool:
+    """Whether the trainer asks for a CUDA GPU by name (auto takes what there is)."""
+    return trainer.accelerator in ("gpu", "cuda")
 
 
 # ------------------------------------------------------------------- error wording
@@ -526,12 +529,13 @@ def _override_key(full: str, key_match: re.Match | None) -> str:
 def _suggest(key: str) -> str:
     """' (did you mean 'model.width'?)' for a misspelt key, else ''."""
     head, _, leaf = key.rpartition(".")
-    schema = {"model": [*GPTConfig.__dataclass_fields__, *CNNConfig.__dataclass_fields__,
-                        *TorchvisionConfig.__dataclass_fields__],
-              "data": [*TextDataConfig.__dataclass_fields__, *ImageDataConfig.__dataclass_fields__],
-              "trainer": list(TrainerConfig.__dataclass_fields__),
-              "optim": list(OptimConfig.__dataclass_fields__),
-              "budget": list(BudgetConfig.__dataclass_fields__),
-              "": list(Config.__dataclass_fields__)}.get(head, [])
-    close = difflib.get_close_matches(leaf, schema, n=1)
+    close = difflib.get_close_matches(leaf, _section_fields().get(head, []), n=1)
     return f" (did you mean '{head + '.' if head else ''}{close[0]}'?)" if close else ""
+
+
+def _section_fields() -> dict[str, list[str]]:
+    """Each config section and its keys; model and data take every family's and source's."""
+    fields: dict[str, list[str]] = {"": list(Config.__dataclass_fields__)}
+    for group, _, schema in [*schemas(), ("budget", "", BudgetConfig), ("run", "", RunConfig)]:
+        fields.setdefault(group, []).extend(f for f in schema.__dataclass_fields__ if f not in fields[group])
+    return fields

@@ -1,4 +1,8 @@
-"""From configs to RunSpecs: budget resolution, accounting of N, D and C, and run identity."""
+"""From configs to RunSpecs: budget resolution, accounting of N, D and C, and run identity.
+
+Planning spends nothing and writes nothing: it reads what the data is (`scaling.data.data_info`:
+metadata and file sizes) and counts N and FLOPs on meta-device models.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from scaling.config import Config, ConfigError, to_dict
+from scaling.config import Config, ConfigError, check_machine, to_dict
 
 # Fields that do not change a run's result: where it runs, how it is logged, where it is kept.
 _NOT_IDENTITY = {
@@ -112,9 +116,6 @@ def resolve(cfg: Config, info: Any, model: Any, overrides: list[str] | None = No
         raise ConfigError(
             f"{key} gives {wanted:,.0f} {info.unit}, less than one batch ({units_per_step:,} "
             f"{info.unit}); raise {key} or lower optim.batch_size")
-    if cfg.data.subset is not None and cfg.data.subset > info.train_units:
-        raise ConfigError(f"data.subset={cfg.data.subset} is larger than the data set "
-                          f"({info.train_units:,} {info.unit}); lower data.subset")
     steps = max(1, round(wanted / units_per_step))
     units = steps * units_per_step
     _fix_budget(cfg, info.unit, units)
@@ -133,19 +134,18 @@ def _fix_budget(cfg: Config, unit: str, units: int) -> None:
 
 def meta_model(cfg: Config, info: Any) -> Any:
     """The config's model on the meta device: N and FLOPs at any size, nothing allocated."""
-    import torch
+    from scaling.models import build_meta
 
-    from scaling.models import build_model
-
-    with torch.device("meta"):
-        return build_model(cfg.model, info)
+    return build_meta(cfg.model, info)
 
 
 def plan_run(cfg: Config, overrides: list[str] | None = None) -> RunSpec:
-    """Resolve one config: build its data info and a meta-device model to count N and FLOPs."""
-    from scaling.data import build_data
+    """Resolve one config to train here: its data info and a meta-device model count N and
+    FLOPs; an accelerator this machine lacks is refused."""
+    from scaling.data import data_info
 
-    info = build_data(cfg.data).info
+    check_machine(cfg)
+    info = data_info(cfg.data)
     return resolve(cfg, info, meta_model(cfg, info), overrides)
 
 
@@ -162,36 +162,87 @@ class Skipped:
 
 @dataclass
 class Plan:
-    """The runs of a sweep, the points it skipped, and the spec it came from."""
+    """The runs of a sweep, the points it skipped, and the config it came from."""
 
     name: str
     mode: str
     runs: list[RunSpec]
     skipped: list[Skipped]
+    cfg: Config = field(default_factory=Config)  # the sweep's config before any point is applied
+
+    @property
+    def sweep(self) -> Any:
+        """The sweep spec (sweep.*)."""
+        return self.cfg.sweep
+
+    @property
+    def launcher(self) -> Any:
+        """The launcher config (launcher.*) that runs this plan."""
+        return self.cfg.launcher
+
+    @property
+    def folder(self) -> Path:
+        """The sweep's folder: <run.root>/<sweep.name>."""
+        return Path(self.cfg.run.root) / self.name
+
+    @property
+    def family(self) -> str:
+        """The model family of the sweep's base config."""
+        return self.cfg.model.family if self.cfg.model is not None else ""
+
+    def check_machine(self) -> None:
+        """Refuse to launch here what this machine cannot train (e.g. trainer=gpu without CUDA)."""
+        check_machine(self.cfg)
 
 
 _EXPR_NAMES = {name: getattr(math, name) for name in ("log", "log2", "log10", "exp", "sqrt", "ceil", "floor", "pi")}
 _EXPR_NAMES.update(min=min, max=max, round=round, int=int, float=float, abs=abs)
 
 
-def sweep_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
-    """The sweep's points as {dotted key: value} dicts, in a deterministic order."""
-    if sweep.mode == "none":
-        return [{}]
-    if sweep.mode == "grid":
-        return grid_points(dict(sweep.axes), [list(g) for g in sweep.zip], [dict(e) for e in sweep.exclude])
+def _model_sizes(sweep: Any) -> list[dict[str, Any]]:
     sizes = [model_point(m) for m in sweep.models]
     if not sizes:
         raise ConfigError(f"sweep.models is empty; list widths or [width, depth] pairs for mode={sweep.mode}")
-    if sweep.mode == "data":
-        if not sweep.data_sizes:
-            raise ConfigError("sweep.data_sizes is empty; list data sizes (in the data's unit) for mode=data")
-        return [{**m, f"budget.{unit}": int(d)} for m in sizes for d in sweep.data_sizes]
-    if sweep.mode == "isoflop":
-        if not sweep.budgets:
-            raise ConfigError("sweep.budgets is empty; list compute budgets in FLOPs for mode=isoflop")
-        return [{**m, "budget.flops": float(c)} for c in sweep.budgets for m in sizes]
-    raise ConfigError(f"sweep.mode={sweep.mode!r} is not a sweep mode; use none, grid, data or isoflop")
+    return sizes
+
+
+def _grid_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
+    return grid_points(dict(sweep.axes), [list(g) for g in sweep.zip], [dict(e) for e in sweep.exclude])
+
+
+def _data_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
+    sizes = _model_sizes(sweep)
+    if not sweep.data_sizes:
+        raise ConfigError("sweep.data_sizes is empty; list data sizes (in the data's unit) for mode=data")
+    return [{**m, f"budget.{unit}": int(d)} for m in sizes for d in sweep.data_sizes]
+
+
+def _isoflop_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
+    sizes = _model_sizes(sweep)
+    if not sweep.budgets:
+        raise ConfigError("sweep.budgets is empty; list compute budgets in FLOPs for mode=isoflop")
+    return [{**m, "budget.flops": float(c)} for c in sweep.budgets for m in sizes]
+
+
+# sweep.mode -> its points as {dotted key: value} dicts (unit: the data's, for budget keys)
+SWEEP_MODES: dict[str, Callable[[Any, str], list[dict[str, Any]]]] = {
+    "none": lambda sweep, unit: [{}],
+    "grid": _grid_points,
+    "data": _data_points,
+    "isoflop": _isoflop_points,
+}
+
+
+def check_mode(sweep: Any) -> None:
+    """Refuse a sweep.mode there is not, listing the modes."""
+    if sweep.mode not in SWEEP_MODES:
+        raise ConfigError(f"sweep.mode={sweep.mode!r} is not a sweep mode; use one of {', '.join(SWEEP_MODES)}")
+
+
+def sweep_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
+    """The sweep's points as {dotted key: value} dicts, in a deterministic order."""
+    check_mode(sweep)
+    return SWEEP_MODES[sweep.mode](sweep, unit)
 
 
 def model_point(entry: Any) -> dict[str, Any]:
@@ -239,15 +290,15 @@ class _Planner:
     """Turns one composed sweep config into RunSpecs, caching data info across points."""
 
     def __init__(self, base: Any):
-        self.base = base
+        self.base = base  # the composed (DictConfig) sweep config
         self._infos: dict[str, Any] = {}
 
     def info(self, cfg: Config) -> Any:
-        from scaling.data import build_data
+        from scaling.data import data_info
 
         key = repr(cfg.data)
         if key not in self._infos:
-            self._infos[key] = build_data(cfg.data).info
+            self._infos[key] = data_info(cfg.data)
         return self._infos[key]
 
     def model(self, cfg: Config) -> Any:
@@ -255,20 +306,36 @@ class _Planner:
 
     def config(self, point: dict[str, Any], rules: dict[str, Any]) -> Config:
         """Apply a point's values and the rules to the composed config; validate the result."""
-        from scaling.config import finalize, to_object
+        from scaling.config import finalize, set_values, to_object, with_values
 
-        node = copy.deepcopy(self.base)
-        for key, value in point.items():
-            _set(node, key, value)
+        node = with_values(self.base, point)
         for key, expression in rules.items():
-            _set(node, key, evaluate_rule(key, expression, self.rule_env(node, expression)))
+            set_values(node, {key: evaluate_rule(key, expression, self.rule_env(node, expression))})
         return finalize(to_object(node))
+
+    def expand(self, sweep: Any, unit: str, overrides: list[str]) -> tuple[list[RunSpec], list[Skipped]]:
+        """The sweep's runs, and the points left out (with why), in a deterministic order."""
+        runs, skipped, seen = [], [], set()
+        for point in sweep_points(sweep, unit):
+            cfg = self.config(point, dict(sweep.rules))
+            info = self.info(cfg)
+            spec = resolve(cfg, info, self.model(cfg), [*overrides, *_as_overrides(point)])
+            reason = skip_reason(spec, sweep, info)
+            if reason:
+                skipped.append(Skipped(point, reason))
+            elif spec.run_id in seen:
+                skipped.append(Skipped(point, f"same run as {spec.run_id} (identical resolved config)"))
+            else:
+                seen.add(spec.run_id)
+                runs.append(spec)
+        return runs, skipped
 
     def rule_env(self, node: Any, expression: Any) -> dict[str, Any]:
         """Variables a rule may use; N and C need a (meta-device) model, so only when asked."""
-        from scaling.config import to_object
+        from scaling.config import get_values, to_object
 
-        env = {"width": node.model.get("width"), "depth": node.model.get("depth"), "seed": node.seed}
+        values = get_values(node, ["model.width", "model.depth", "seed"])
+        env = {key.rpartition(".")[2]: value for key, value in values.items()}
         if isinstance(expression, str) and re.search(r"\b(N|N_nonembed|D|C)\b", expression):
             cfg = to_object(node)
             spec = resolve(cfg, self.info(cfg), self.model(cfg))
@@ -276,39 +343,17 @@ class _Planner:
         return env
 
 
-def _set(node: Any, key: str, value: Any) -> None:
-    from omegaconf import OmegaConf
-
-    try:
-        OmegaConf.update(node, key, value, merge=False, force_add=False)
-    except Exception as exc:
-        from scaling.config import _explain_hydra_error
-
-        raise ConfigError(_explain_hydra_error(exc, [f"{key}={value}"])) from exc
-
-
 def plan_sweep(overrides: list[str] | tuple[str, ...] = ()) -> Plan:
     """Compose the sweep config and expand it into RunSpecs (deterministic, trains nothing)."""
-    from scaling.config import compose_config, to_object
+    from scaling.config import compose_config, refuse_non_finite, to_object
+    from scaling.data import source
 
     base = compose_config(overrides)
-    sweep = to_object(base).sweep
-    planner = _Planner(base)
-    unit = "tokens" if base.data.kind == "text" else "samples"
-    runs, skipped, seen = [], [], set()
-    for point in sweep_points(sweep, unit):
-        cfg = planner.config(point, dict(sweep.rules))
-        spec = resolve(cfg, planner.info(cfg), planner.model(cfg), [*overrides, *_as_overrides(point)])
-        reason = skip_reason(spec, sweep, planner.info(cfg))
-        if reason:
-            skipped.append(Skipped(point, reason))
-        elif spec.run_id in seen:
-            skipped.append(Skipped(point, f"same run as {spec.run_id} (identical resolved config)"))
-        else:
-            seen.add(spec.run_id)
-            runs.append(spec)
-    return Plan(sweep.name, sweep.mode, runs, skipped)
-
+    cfg = to_object(base)
+    check_mode(cfg.sweep)
+    refuse_non_finite(cfg.sweep, "sweep")
+    runs, skipped = _Planner(base).expand(cfg.sweep, source(cfg.data.kind).unit, list(overrides))
+    return Plan(cfg.sweep.name, cfg.sweep.mode, runs, skipped, cfg)
 
 def _as_overrides(point: dict[str, Any]) -> list[str]:
     return [f"{k}={v}" for k, v in point.items()]

@@ -28,9 +28,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Status(str, enum.Enum):
@@ -456,6 +457,8 @@ def load_runs(source: Path | str, curves: bool = False) -> pd.DataFrame | tuple[
 
 def _read_path(path: Path, source: str) -> tuple[pd.DataFrame, list[RunFolder]]:
     """(the run table, its run folders) from a folder or a table file."""
+    import pandas as pd
+
     if not path.exists():
         raise FileNotFoundError(f"{source} does not exist; give a sweep folder (runs/NAME) or a CSV/Parquet file")
     if not path.is_dir():
@@ -467,6 +470,8 @@ def _read_path(path: Path, source: str) -> tuple[pd.DataFrame, list[RunFolder]]:
 
 def read_table_file(path: Path) -> pd.DataFrame:
     """A CSV, TSV or Parquet run table; ValueError with one line for any other file or an unreadable one."""
+    import pandas as pd
+
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise ValueError(f"{path}: unknown file type {path.suffix!r}; use .csv, .tsv, .parquet or a sweep folder")
@@ -481,6 +486,8 @@ def read_table_file(path: Path) -> pd.DataFrame:
 
 def _read_curves(folders: list[RunFolder]) -> pd.DataFrame:
     """Every folder's metrics.csv as one long frame with a run_id column."""
+    import pandas as pd
+
     frames = [pd.DataFrame(f.read_metrics()).assign(run_id=f.path.name) for f in folders]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", *METRIC_COLUMNS])

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import pytest
 
 from scaling.config import Config, load_config
+from scaling.data.base import DataInfo
 
 # Tests never talk to W&B servers and use few threads on the 2-core CI machine.
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -43,3 +44,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def text_info(seq_len: int) -> DataInfo:
+    """A byte-level text data set with contexts of seq_len tokens."""
+    return DataInfo("text", "text", "tokens", 10_000, seq_len, vocab_size=256, seq_len=seq_len)
+
+
+def image_info(size: int, channels: int = 3, classes: int = 10) -> DataInfo:
+    """A square image classification data set."""
+    return DataInfo("images", "image", "samples", 1_000, 1, channels=channels,
+                    image_size=(size, size), num_classes=classes)

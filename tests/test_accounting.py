@@ -11,20 +11,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from scaling.accounting import (count_params, forward_flops, gpt_flops_per_token, run_totals,
                                 training_flops)
-from scaling.config import CNNConfig, GPTConfig, TorchvisionConfig
-from scaling.data.base import DataInfo
 from scaling.models import build_model
-
-
-def text_info(seq_len: int) -> DataInfo:
-    """A byte-level text data set with contexts of seq_len tokens."""
-    return DataInfo("text", "text", "tokens", 10_000, seq_len, vocab_size=256, seq_len=seq_len)
-
-
-def image_info(size: int, channels: int = 3, classes: int = 10) -> DataInfo:
-    """A square image classification data set."""
-    return DataInfo("images", "image", "samples", 1_000, 1, channels=channels,
-                    image_size=(size, size), num_classes=classes)
+from scaling.models.cnn import CNNConfig
+from scaling.models.gpt import GPTConfig
+from scaling.models.torchvision_family import TorchvisionConfig
+from tests.conftest import image_info, text_info
 
 
 def measured_training_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:

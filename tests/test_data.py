@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from scaling.config import ConfigError, ImageDataConfig, TextDataConfig, compose_config, to_object
-from scaling.data import DataSource, build_data
+from scaling.config import ConfigError, compose_config, to_object
+from scaling.data import DataSource, build_data, data_info
+from scaling.data.images import ImageDataConfig
+from scaling.data.text import TextDataConfig
 
 SEQ_LEN = 32
 
@@ -122,6 +124,23 @@ def test_text_subset_pool(corpus_dir, tmp_path, text_source):
     assert not np.array_equal(reordered, ids[:10])
 
 
+@pytest.mark.parametrize("changes", [{}, {"subset": 10 * SEQ_LEN + 5}, {"seq_len": 50, "val_tokens": 999},
+                                     {"order_seed": 3}])
+def test_text_info_is_the_built_info_and_writes_nothing(corpus_dir, tmp_path, changes):
+    cfg = text_cfg(corpus_dir, tmp_path / "cache", **changes)
+    info = data_info(cfg)
+    assert not (tmp_path / "cache").exists()  # nothing packed, nothing made
+    assert info == build_data(cfg).info
+
+
+def test_text_info_refuses_what_the_builder_refuses(corpus_dir, tmp_path):
+    for changes, key in [({"subset": 10**9}, "data.subset"), ({"val_tokens": 10**8}, "data.val_tokens"),
+                         ({"glob": "*.md"}, "data.glob"), ({"name": "nope"}, "data.name")]:
+        with pytest.raises(ConfigError, match=key):
+            data_info(text_cfg(corpus_dir, tmp_path, **changes))
+    assert os.listdir(tmp_path) == []
+
+
 def test_text_cache_is_reused_and_atomic(corpus_dir, tmp_path):
     cfg = text_cfg(corpus_dir, tmp_path)
     first = build_data(cfg).corpus
@@ -154,6 +173,7 @@ def test_pystdlib_corpus(tmp_path):
     cached = build_data(cfg)
     loaded = time.perf_counter() - begin
     assert cached.corpus.stat().st_mtime_ns == stamp and loaded < 1.0, (packed, loaded)
+    assert data_info(cfg) == source.info
     assert source.info.train_units + len(source.val_windows) * cfg.seq_len <= source.num_bytes
     assert source.info.train_units > 10_000_000 and len(source.val_dataset()) == cfg.val_tokens // cfg.seq_len
     x, _ = source.val_dataset()[0]
@@ -211,10 +231,26 @@ def test_augment_deterministic_and_training_only(digits):
     assert same_items(digits.val_dataset(), augmented.val_dataset(), 360)  # held-out set untouched
 
 
+@pytest.mark.parametrize("overrides", [[], ["data.val_size=100"], ["data.image_size=16", "data.subset=500"]])
+def test_digits_info_is_the_built_info(overrides):
+    cfg = to_object(compose_config(["model=cnn", "data=digits", *overrides])).data
+    assert data_info(cfg) == build_data(cfg).info
+
+
 def test_missing_cifar10_is_one_line_error(tmp_path):
     cfg = to_object(compose_config(["model=cnn", "data=cifar10", f"data.root={tmp_path}"])).data
     message = one_line_error(cfg, "data.root", str(tmp_path), "CIFAR10", "data.download=true")
     assert message.startswith("data.root=")
+    with pytest.raises(ConfigError, match="data.download=true"):
+        data_info(cfg)
+
+
+def test_torchvision_info_from_metadata_downloads_nothing(tmp_path):
+    cfg = ImageDataConfig(name="cifar100", root=str(tmp_path / "cifar"), download=True, val_size=2000)
+    info = data_info(cfg)
+    assert (info.train_units, info.val_samples, info.num_classes, info.channels, info.image_size) == (
+        50_000, 2000, 100, 3, (32, 32))
+    assert list(tmp_path.iterdir()) == []
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -232,6 +268,7 @@ def test_torchvision_mnist_from_local_files(tmp_path):
     cfg = ImageDataConfig(name="mnist", root=str(tmp_path), augment=True, subset=30)
     source = build_data(cfg)
     info = source.info
+    assert data_info(cfg) == info  # read from the files' headers
     assert (info.channels, info.image_size, info.num_classes, info.train_units, info.val_samples) == (
         1, (28, 28), 10, 30, 12)
     x, y = source.train_dataset(31)[30]
@@ -264,6 +301,7 @@ def test_imagefolder(image_folder):
     info = source.info
     assert (info.channels, info.image_size, info.num_classes, info.train_units, info.val_samples) == (
         3, (8, 8), 3, 14, 4)
+    assert data_info(cfg) == info
     assert not set(source.train_ids.tolist()) & set(source.val_ids.tolist())
     x, y = source.train_dataset(20)[15]
     assert x.shape == (3, 8, 8) and x.dtype == torch.float32 and y in (0, 1, 2)

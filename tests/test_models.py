@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import math
 import time
+from importlib import resources
 
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from scaling.config import CNNConfig, ConfigError, GPTConfig, TorchvisionConfig
-from scaling.data.base import DataInfo
-from scaling.models import ScalingModel, apply_preset, build_model, presets
-from scaling.models.cnn import stage_channels
+from scaling.config import OptimConfig
+from scaling.errors import ConfigError
+from scaling.models import FAMILIES, apply_preset, build_meta, build_model, family, param_groups, presets
+from scaling.models.base import ScalingModel, SkipMetaInit
+from scaling.models.cnn import CNNConfig, stage_channels
+from scaling.models.gpt import GPTConfig
+from scaling.models.torchvision_family import TorchvisionConfig
+from tests.conftest import image_info, text_info
 
 ALEXNET_PARAMS = 61_100_840
-
-
-def text_info(seq_len: int) -> DataInfo:
-    """A byte-level text data set with contexts of seq_len tokens."""
-    return DataInfo("text", "text", "tokens", 10_000, seq_len, vocab_size=256, seq_len=seq_len)
-
-
-def image_info(size: int, channels: int = 3, classes: int = 10) -> DataInfo:
-    """A square image classification data set."""
-    return DataInfo("images", "image", "samples", 1_000, 1, channels=channels,
-                    image_size=(size, size), num_classes=classes)
 
 
 def numel(model: nn.Module) -> int:
@@ -58,9 +52,55 @@ def test_apply_preset_returns_a_filled_copy() -> None:
 
 
 def test_every_preset_is_a_dict_of_config_fields() -> None:
-    for family, cfg_class in [("gpt", GPTConfig), ("cnn", CNNConfig), ("torchvision", TorchvisionConfig)]:
-        for name, values in presets(family).items():
-            assert set(values) <= set(cfg_class.__dataclass_fields__), (family, name)
+    for declared in FAMILIES:
+        for name, values in presets(declared.name).items():
+            assert set(values) <= set(declared.schema.__dataclass_fields__), (declared.name, name)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_every_family_of_the_package_is_registered_with_its_yaml() -> None:
+    assert {"gpt", "cnn", "torchvision"} <= set(FAMILIES.names())
+    for name in ("gpt", "cnn", "torchvision"):
+        declared = family(name)
+        assert declared.schema().family == name and declared.data_kind in ("text", "image")
+        yaml = (resources.files("scaling.conf") / "model" / f"{name}.yaml").read_text()
+        assert f"- {name}_schema" in yaml and f"family: {name}" in yaml
+
+
+def test_a_misspelt_family_gets_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match="model.family='gtp' is not a model family \\(did you mean 'gpt'\\?\\)"):
+        family("gtp")
+
+
+@pytest.mark.parametrize("cfg, info", [(GPTConfig(width=32, depth=2, head_dim=16), text_info(16)),
+                                       (CNNConfig(width=4, depth=3), image_info(16, 1)),
+                                       (TorchvisionConfig(name="resnet18"), image_info(16, 1))])
+def test_meta_build_counts_as_a_real_one(cfg, info) -> None:
+    meta, real = build_meta(cfg, info), build_model(cfg, info)
+    assert next(meta.parameters()).is_meta and not next(real.parameters()).is_meta
+    assert [p.shape for p in meta.parameters()] == [p.shape for p in real.parameters()]
+    assert meta.num_params(non_embedding=True) == real.num_params(non_embedding=True)
+    assert meta.flops_per_unit() == real.flops_per_unit()
+
+
+def test_skipping_meta_initialisers_leaves_real_tensors_alone() -> None:
+    torch.manual_seed(0)
+    plain = nn.Linear(8, 8)
+    torch.manual_seed(0)
+    with SkipMetaInit():
+        inside = nn.Linear(8, 8)
+    assert torch.equal(plain.weight, inside.weight) and float(inside.weight.detach().abs().sum()) > 0
+
+
+def test_default_param_groups_decay_matrices_only() -> None:
+    model = build_model(GPTConfig(width=32, depth=1, head_dim=16), text_info(8))
+    optim = OptimConfig(weight_decay=0.3)
+    decay, no_decay = param_groups(GPTConfig(), model, optim)
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.3, 0.0)
+    assert {id(p) for p in decay["params"]} == {id(p) for p in model.parameters() if p.ndim >= 2}
+    assert {id(p) for p in no_decay["params"]} == {id(p) for p in model.parameters() if p.ndim < 2}
 
 
 def test_unknown_preset_is_one_line() -> None:

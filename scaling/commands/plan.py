@@ -29,9 +29,8 @@ def run(args: HydraArgs) -> int:
     from scaling.plan import plan_sweep
 
     plan = plan_sweep(args.overrides)
-    if plan.runs:
-        writable_folder(plan.runs[0].cfg.run.root, "run.root")
-    rate, source = flop_rate(plan, plan.runs[0].cfg.sweep.flops_per_second if plan.runs else None)
+    writable_folder(plan.cfg.run.root, "run.root")
+    rate, source = flop_rate(plan, plan.sweep.flops_per_second)
     if "--json" in args.flags:
         print(json.dumps(plan_json(plan, rate, source), indent=2))
     else:
@@ -58,7 +57,7 @@ def measured_flops_per_second(runs_root: Path | str, family: Optional[str] = Non
     return rate, f"median of {len(done)} completed {family or ''} runs under {root}".replace("  ", " ")
 
 
-def matmul_flops_per_second(seconds: float = 0.3, efficiency: float = 0.3) -> tuple[float, str]:
+def matmul_flops_per_second(seconds: float = 0.05, efficiency: float = 0.3) -> tuple[float, str]:
     """A quick float32 matmul benchmark on this machine's CPU, times an assumed efficiency."""
     import torch
 
@@ -77,10 +76,7 @@ def flop_rate(plan: Plan, override: Optional[float] = None) -> tuple[float, str]
     """FLOP/s used for time estimates: configured, else measured from past runs, else benchmarked."""
     if override:
         return override, "sweep.flops_per_second"
-    if not plan.runs:
-        return matmul_flops_per_second()
-    cfg = plan.runs[0].cfg
-    return measured_flops_per_second(cfg.run.root, cfg.model.family) or matmul_flops_per_second()
+    return measured_flops_per_second(plan.cfg.run.root, plan.family) or matmul_flops_per_second()
 
 
 def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:
@@ -98,7 +94,7 @@ def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:
 
 def plan_json(plan: Plan, rate: float, source: str) -> dict[str, Any]:
     """The plan for machines: runs, skipped points, totals."""
-    sweep = plan.runs[0].cfg.sweep if plan.runs else None
+    sweep = plan.sweep
     rows = plan_rows(plan, rate)
     return {"sweep": plan.name, "mode": plan.mode, "runs": rows,
             "skipped": [{"point": s.point, "reason": s.reason} for s in plan.skipped],
@@ -126,7 +122,7 @@ def format_plan(plan: Plan, rate: float, source: str) -> str:
     for s in plan.skipped:
         point = " ".join(f"{k}={v}" for k, v in s.point.items())
         lines.append(f"skipped {point}: {s.reason}")
-    t = totals(rows, rate, source, plan.runs[0].cfg.sweep if plan.runs else None)
+    t = totals(rows, rate, source, plan.sweep)
     lines.append(f"total: {t['runs']} runs, {t['flops']:.3g} FLOPs, about {format_seconds(t['est_seconds_here'])} "
                  f"here at {rate:.3g} FLOP/s ({source}); {t['gpu_hours']:.3g} GPU hours at "
                  f"{t['utilisation']:.0%} of {t['gpu_flops']:.3g} FLOP/s")

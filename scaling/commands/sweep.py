@@ -16,7 +16,8 @@ def run(args: HydraArgs) -> int:
     plan = plan_sweep(args.overrides)
     if not plan.runs:
         raise UsageError("the sweep plans no runs; check sweep.* (scaling plan shows what was skipped and why)")
-    writable_folder(plan.runs[0].cfg.run.root, "run.root")
+    writable_folder(plan.cfg.run.root, "run.root")
+    plan.check_machine()
     from scaling.launch import launch_plan
 
     return launch_plan(plan)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from torch.utils.data import Dataset
+if TYPE_CHECKING:  # no torch import: the registry and the planner read DataInfo only
+    from torch.utils.data import Dataset
 
 
 @dataclass(frozen=True)

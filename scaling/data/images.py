@@ -11,16 +11,35 @@ epoch of the same image gets a different crop.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from scaling.config import ConfigError, ImageDataConfig
+from scaling.data import Source, register_source
 from scaling.data.base import DataInfo, DataSource
+from scaling.errors import ConfigError, fail, require_positive
+
+
+@dataclass
+class ImageDataConfig:
+    """An image classification data set: digits (offline), torchvision sets, ImageFolder."""
+
+    kind: str = "image"
+    name: str = "digits"  # digits | cifar10 | cifar100 | mnist | fashionmnist | imagefolder
+    root: Optional[str] = None  # data folder (default ~/.cache/scaling/data/<name>)
+    download: bool = False
+    val_size: Optional[int] = None  # held-out samples (torchvision sets use their test split)
+    subset: Optional[int] = None  # unique training samples drawn from (None: all)
+    augment: bool = False  # random crop and flip (CIFAR-style)
+    image_size: Optional[int] = None  # resize to this square size (ImageFolder needs one)
+    order_seed: int = 0
+    default_budget: int = 20_000  # samples, used when no budget.* is given
+
 
 SPLIT_SEED = 0  # the held-out split never depends on data.order_seed
 DEFAULT_VAL_FRACTION = 0.2  # digits and ImageFolder without data.val_size
@@ -35,9 +54,26 @@ STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagefolder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # ImageNet's
 }
 
-# data.name -> torchvision class name, and the per-split folder its files live in
-TORCHVISION_SETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "mnist": "MNIST",
-                    "fashionmnist": "FashionMNIST"}
+
+@dataclass(frozen=True)
+class TorchvisionSet:
+    """What a torchvision data set is, known without reading it."""
+
+    cls: str  # its class in torchvision.datasets
+    folder: str  # where its files are under data.root
+    train: int  # images in the train split (trained on)
+    test: int  # images in the test split (held out)
+    classes: int
+    shape: tuple[int, int, int]  # (C, H, W) of one image
+
+
+TORCHVISION_SETS: dict[str, TorchvisionSet] = {
+    "cifar10": TorchvisionSet("CIFAR10", "cifar-10-batches-py", 50_000, 10_000, 10, (3, 32, 32)),
+    "cifar100": TorchvisionSet("CIFAR100", "cifar-100-python", 50_000, 10_000, 100, (3, 32, 32)),
+    "mnist": TorchvisionSet("MNIST", "MNIST/raw", 60_000, 10_000, 10, (1, 28, 28)),
+    "fashionmnist": TorchvisionSet("FashionMNIST", "FashionMNIST/raw", 60_000, 10_000, 10, (1, 28, 28)),
+}
+DIGITS_IMAGES, DIGITS_CLASSES, DIGITS_SHAPE = 1797, 10, (1, 8, 8)  # scikit-learn's load_digits()
 
 
 # -------------------------------------------------------------------------- stores
@@ -151,11 +187,8 @@ class ImageSource(DataSource):
         mean, std = STATS[cfg.name]
         self.mean = torch.tensor(mean).view(-1, 1, 1)
         self.std = torch.tensor(std).view(-1, 1, 1)
-        channels, height, width = self.train_store.image(int(self.train_ids[0])).shape
-        self.info = DataInfo(
-            name=cfg.name, kind="image", unit="samples", train_units=self.pool, units_per_sample=1,
-            channels=channels, image_size=(height, width), num_classes=num_classes,
-            val_samples=len(self.val_ids))
+        shape = tuple(self.train_store.image(int(self.train_ids[0])).shape)
+        self.info = image_info(cfg, len(self.train_ids), len(self.val_ids), num_classes, shape)
 
     def train_dataset(self, num_samples: int, start: int = 0) -> Dataset:
         """Training samples start..num_samples-1 of the fixed order, wrapping around the pool."""
@@ -167,6 +200,15 @@ class ImageSource(DataSource):
     def val_dataset(self) -> Dataset:
         """The fixed held-out set, never augmented."""
         return ImageDataset(self.val_store, self.val_ids, 0, len(self.val_ids), self.mean, self.std)
+
+
+def image_info(cfg: ImageDataConfig, num_train: int, num_val: int, classes: int,
+               shape: tuple[int, ...]) -> DataInfo:
+    """The DataInfo of an image set: `shape` (C, H, W) of its images, resized when data.image_size says."""
+    channels, height, width = shape if cfg.image_size is None else (shape[0], cfg.image_size, cfg.image_size)
+    return DataInfo(name=cfg.name, kind="image", unit="samples", train_units=_pool_size(cfg, num_train),
+                    units_per_sample=1, channels=channels, image_size=(height, width), num_classes=classes,
+                    val_samples=num_val)
 
 
 def _pool_size(cfg: ImageDataConfig, num_train: int) -> int:
@@ -206,24 +248,73 @@ def build_digits(cfg: ImageDataConfig) -> ImageSource:
     return ImageSource(cfg, (store, np.sort(train_ids)), (store, np.sort(val_ids)), num_classes)
 
 
+def digits_info(cfg: ImageDataConfig) -> DataInfo:
+    """The digits' DataInfo, known without loading them."""
+    val_size = _val_size(cfg, DIGITS_IMAGES, DIGITS_CLASSES)
+    return image_info(cfg, DIGITS_IMAGES - val_size, val_size, DIGITS_CLASSES, DIGITS_SHAPE)
+
+
 def default_root(name: str) -> Path:
     """Where a data set's files live unless data.root says otherwise."""
     return Path.home() / ".cache" / "scaling" / "data" / name
+
+
+def _root(cfg: ImageDataConfig) -> Path:
+    return Path(cfg.root).expanduser() if cfg.root else default_root(cfg.name)
+
+
+def _missing_files(cfg: ImageDataConfig, root: Path) -> ConfigError:
+    return ConfigError(f"data.root={str(root)!r} has no {TORCHVISION_SETS[cfg.name].cls} files; put the data "
+                       "set there or set data.download=true where the internet is reachable")
 
 
 def _torchvision_split(cfg: ImageDataConfig, root: Path, train: bool):
     """One split of a torchvision set; its 'Dataset not found' becomes a one-line ConfigError."""
     import torchvision
 
-    cls = getattr(torchvision.datasets, TORCHVISION_SETS[cfg.name])
+    cls = getattr(torchvision.datasets, TORCHVISION_SETS[cfg.name].cls)
     try:
         return cls(str(root), train=train, download=cfg.download)
     except RuntimeError as exc:
         if "not found" not in str(exc).lower() and "corrupted" not in str(exc).lower():
             raise
-        raise ConfigError(
-            f"data.root={str(root)!r} has no {cls.__name__} files; put the data set there or set "
-            "data.download=true where the internet is reachable") from None
+        raise _missing_files(cfg, root) from None
+
+
+def _idx_length(path: Path) -> int:
+    """The item count in an IDX file's header (MNIST's format: magic, then big-endian sizes)."""
+    with open(path, "rb") as handle:
+        return int.from_bytes(handle.read(8)[4:8], "big")
+
+
+def split_sizes(cfg: ImageDataConfig, root: Path) -> tuple[int, int]:
+    """(train, test) images of a torchvision set: MNIST-style sets' file headers say, else the
+    set's known sizes. Refused when the files are missing and data.download is off."""
+    spec = TORCHVISION_SETS[cfg.name]
+    folder = root / spec.folder
+    if not folder.is_dir():
+        if not cfg.download:
+            raise _missing_files(cfg, root)
+        return spec.train, spec.test
+    headers = [folder / f"{split}-images-idx3-ubyte" for split in ("train", "t10k")]
+    if all(path.is_file() for path in headers):
+        return _idx_length(headers[0]), _idx_length(headers[1])
+    return spec.train, spec.test
+
+
+def _torchvision_val_size(cfg: ImageDataConfig, num_test: int) -> int:
+    """Held-out images: data.val_size of the test split (all of it by default)."""
+    if cfg.val_size is not None and cfg.val_size > num_test:
+        raise ConfigError(f"data.val_size={cfg.val_size} is larger than the {num_test} test "
+                          f"samples of {cfg.name}; lower data.val_size or leave it unset")
+    return num_test if cfg.val_size is None else cfg.val_size
+
+
+def torchvision_info(cfg: ImageDataConfig) -> DataInfo:
+    """A torchvision set's DataInfo from what is known of it (and MNIST's file headers)."""
+    spec = TORCHVISION_SETS[cfg.name]
+    num_train, num_test = split_sizes(cfg, _root(cfg))
+    return image_info(cfg, num_train, _torchvision_val_size(cfg, num_test), spec.classes, spec.shape)
 
 
 def _as_store(dataset, size: Optional[int]) -> TensorImages:
@@ -235,47 +326,91 @@ def _as_store(dataset, size: Optional[int]) -> TensorImages:
 
 def build_torchvision(cfg: ImageDataConfig) -> ImageSource:
     """CIFAR10/100, MNIST, FashionMNIST: the train split trains, the test split is held out."""
-    root = Path(cfg.root).expanduser() if cfg.root else default_root(cfg.name)
+    root = _root(cfg)
     train, test = _torchvision_split(cfg, root, True), _torchvision_split(cfg, root, False)
     train_store, val_store = _as_store(train, cfg.image_size), _as_store(test, cfg.image_size)
     val_ids = np.arange(len(val_store))
-    if cfg.val_size is not None:
-        if cfg.val_size > len(val_store):
-            raise ConfigError(f"data.val_size={cfg.val_size} is larger than the {len(val_store)} test "
-                              f"samples of {cfg.name}; lower data.val_size or leave it unset")
+    if _torchvision_val_size(cfg, len(val_store)) < len(val_store):
         val_ids = np.sort(np.random.default_rng(SPLIT_SEED).permutation(len(val_store))[:cfg.val_size])
     return ImageSource(cfg, (train_store, np.arange(len(train_store))), (val_store, val_ids),
                        len(train.classes))
 
 
-def build_imagefolder(cfg: ImageDataConfig) -> ImageSource:
-    """One folder per class under data.root, resized to data.image_size; data.val_size held out."""
-    from torchvision.datasets import ImageFolder
+def folder_samples(cfg: ImageDataConfig) -> tuple[list[tuple[str, int]], int]:
+    """((path, class index) of every image under data.root, number of classes), listed as
+    torchvision's ImageFolder lists them; no image is opened."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
     if not cfg.root:
         raise ConfigError("data.root=None is needed for imagefolder; set data.root=/path/to/class/folders")
     if cfg.image_size is None:
         raise ConfigError("data.image_size=None is needed for imagefolder; set for example data.image_size=32")
-    root = Path(cfg.root).expanduser()
+    root = str(Path(cfg.root).expanduser())
     try:
-        folder = ImageFolder(str(root))
+        classes, class_to_idx = find_classes(root)
+        return make_dataset(root, class_to_idx, extensions=IMG_EXTENSIONS), len(classes)
     except (FileNotFoundError, NotADirectoryError):
-        raise ConfigError(f"data.root={str(root)!r} has no class folders with images; put one folder "
+        raise ConfigError(f"data.root={root!r} has no class folders with images; put one folder "
                           "of images per class there") from None
-    store = FolderImages(folder.samples, cfg.image_size)
+
+
+def imagefolder_info(cfg: ImageDataConfig) -> DataInfo:
+    """An ImageFolder's DataInfo from its file list (three channels: images are read as RGB)."""
+    samples, classes = folder_samples(cfg)
+    val_size = _val_size(cfg, len(samples), 1)
+    return image_info(cfg, len(samples) - val_size, val_size, classes, (3, cfg.image_size, cfg.image_size))
+
+
+def build_imagefolder(cfg: ImageDataConfig) -> ImageSource:
+    """One folder per class under data.root, resized to data.image_size; data.val_size held out."""
+    samples, classes = folder_samples(cfg)
+    store = FolderImages(samples, cfg.image_size)
     val_size = _val_size(cfg, len(store), 1)
     shuffled = np.random.default_rng(SPLIT_SEED).permutation(len(store))
     val_ids, train_ids = np.sort(shuffled[:val_size]), np.sort(shuffled[val_size:])
-    return ImageSource(cfg, (store, train_ids), (store, val_ids), len(folder.classes))
+    return ImageSource(cfg, (store, train_ids), (store, val_ids), classes)
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """How one data.name is described cheaply and built."""
+
+    info: Callable[[ImageDataConfig], DataInfo]
+    build: Callable[[ImageDataConfig], ImageSource]
+
+
+IMAGE_SETS: dict[str, ImageSet] = {
+    "digits": ImageSet(digits_info, build_digits),
+    **{name: ImageSet(torchvision_info, build_torchvision) for name in TORCHVISION_SETS},
+    "imagefolder": ImageSet(imagefolder_info, build_imagefolder),
+}
+
+
+def image_set(cfg: ImageDataConfig) -> ImageSet:
+    """The image set data.name names; a one-line ConfigError if there is none."""
+    if cfg.name not in IMAGE_SETS:
+        fail("data.name", cfg.name, "is not an image data set", f"use one of {', '.join(IMAGE_SETS)}")
+    return IMAGE_SETS[cfg.name]
+
+
+def images_info(cfg: ImageDataConfig) -> DataInfo:
+    """What the image set is (sizes, shape, classes), from metadata: nothing is loaded or written."""
+    return image_set(cfg).info(cfg)
 
 
 def build_images(cfg: ImageDataConfig) -> ImageSource:
     """The image source data.name names."""
-    if cfg.name == "digits":
-        return build_digits(cfg)
-    if cfg.name in TORCHVISION_SETS:
-        return build_torchvision(cfg)
-    if cfg.name == "imagefolder":
-        return build_imagefolder(cfg)
-    names = ", ".join(["digits", *TORCHVISION_SETS, "imagefolder"])
-    raise ConfigError(f"data.name={cfg.name!r} is not an image data set; use one of {names}")
+    return image_set(cfg).build(cfg)
+
+
+def validate(cfg: ImageDataConfig) -> None:
+    """Sizes are positive, the set is one there is, and imagefolder has a root."""
+    require_positive(cfg, "data", ["val_size", "subset", "image_size"])
+    image_set(cfg)
+    if cfg.name == "imagefolder" and not cfg.root:
+        fail("data.root", None, "is needed for imagefolder", "set data.root=/path/to/class/folders")
+
+
+register_source(Source(kind="image", schema=ImageDataConfig, unit="samples", info=images_info,
+                       build=build_images, validate=validate,
+                       choose="data=digits, data=cifar10, data=mnist, data=imagefolder, ..."))

@@ -16,19 +16,37 @@ import math
 import os
 import sysconfig
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from scaling.config import ConfigError, TextDataConfig
+from scaling.data import Source, register_source
 from scaling.data.base import DataInfo, DataSource
+from scaling.errors import ConfigError, fail, require_positive
 
 VOCAB_SIZE = 256
 PACK_FORMAT = "scaling-bytes-v1"  # part of the cache key: change it when the packing changes
 VAL_BLOCKS = 64  # the held-out set is spread over about this many places in the corpus
+
+
+@dataclass
+class TextDataConfig:
+    """A byte-level corpus. `name` is pystdlib (the running Python's stdlib) or files."""
+
+    kind: str = "text"
+    name: str = "pystdlib"
+    paths: list[str] = field(default_factory=list)  # files or folders when name=files
+    glob: str = "*"  # which files of a folder (pystdlib uses *.py)
+    seq_len: int = 128
+    val_tokens: int = 65536  # fixed held-out evaluation set size
+    subset: Optional[int] = None  # unique training tokens drawn from (None: all)
+    order_seed: int = 0  # data order; fixed so that smaller budgets nest in larger ones
+    cache_dir: Optional[str] = None  # where the packed corpus lives (default ~/.cache/scaling)
+    default_budget: int = 400_000  # tokens, used when no budget.* is given
 
 
 # ------------------------------------------------------------------------- file lists
@@ -64,19 +82,37 @@ def find_files(paths: list[str], pattern: str = "*") -> list[Path]:
     return sorted(found)
 
 
+def _stdlib_corpus(cfg: TextDataConfig) -> tuple[list[Path], str]:
+    """The standard library's files (*.py unless data.glob narrows it), and where they are."""
+    pattern = "*.py" if cfg.glob in ("*", "") else cfg.glob
+    return stdlib_files(pattern), f"the standard library at {sysconfig.get_paths()['stdlib']!r}"
+
+
+def _require_paths(cfg: TextDataConfig) -> None:
+    if not cfg.paths:
+        fail("data.paths", [], "is empty", "give files or folders: data.paths=[/path/a,/path/b]")
+
+
+def _files_corpus(cfg: TextDataConfig) -> tuple[list[Path], str]:
+    """The files and folders of data.paths, and how to name them."""
+    _require_paths(cfg)
+    return find_files(cfg.paths, cfg.glob), f"data.paths={cfg.paths!r}"
+
+
+# data.name -> (the corpus files, in packing order; where they were looked for)
+CORPORA: dict[str, Callable[[TextDataConfig], tuple[list[Path], str]]] = {
+    "pystdlib": _stdlib_corpus, "files": _files_corpus}
+
+
+def _corpus(cfg: TextDataConfig) -> Callable[[TextDataConfig], tuple[list[Path], str]]:
+    if cfg.name not in CORPORA:
+        fail("data.name", cfg.name, "is not a text corpus", f"use {' or '.join(CORPORA)}")
+    return CORPORA[cfg.name]
+
+
 def corpus_files(cfg: TextDataConfig) -> list[Path]:
     """The files a text config packs, in packing order; a one-line ConfigError if there are none."""
-    if cfg.name == "pystdlib":
-        pattern = "*.py" if cfg.glob in ("*", "") else cfg.glob
-        files = stdlib_files(pattern)
-        where = f"the standard library at {sysconfig.get_paths()['stdlib']!r}"
-    elif cfg.name == "files":
-        if not cfg.paths:
-            raise ConfigError("data.paths=[] is empty; give files or folders: data.paths=[/path/a,/path/b]")
-        files = find_files(cfg.paths, cfg.glob)
-        where = f"data.paths={cfg.paths!r}"
-    else:
-        raise ConfigError(f"data.name={cfg.name!r} is not a text corpus; use pystdlib or files")
+    files, where = _corpus(cfg)(cfg)
     files = [f for f in files if f.stat().st_size > 0]
     if not files:
         raise ConfigError(f"data.glob={cfg.glob!r} matched no non-empty files in {where}; "
@@ -122,7 +158,7 @@ def pack_files(files: list[Path], dest: Path) -> int:
 
 def ensure_packed(files: list[Path], dest: Path) -> bool:
     """Pack `files` into `dest` unless it already holds them; True when it packed."""
-    expected = sum(path.stat().st_size for path in files)
+    expected = corpus_bytes(files)
     if dest.is_file() and dest.stat().st_size == expected:
         return False
     pack_files(files, dest)
@@ -200,16 +236,11 @@ class TextSource(DataSource):
 
     def __init__(self, cfg: TextDataConfig, corpus: Path, num_bytes: int) -> None:
         self.corpus, self.seq_len, self.num_bytes = corpus, cfg.seq_len, num_bytes
-        num_windows = self.num_bytes // (cfg.seq_len + 1)
-        self.num_val = max(1, math.ceil(cfg.val_tokens / cfg.seq_len))
-        self.train_windows, self.val_windows = _split_or_explain(cfg, num_windows, self.num_val)
+        self.num_val = held_out_windows(cfg)
+        self.train_windows, self.val_windows, self.pool = split_corpus(cfg, num_bytes)
         rng = np.random.default_rng(cfg.order_seed)
         self.order = self.train_windows[rng.permutation(len(self.train_windows))]
-        self.pool = _pool_size(cfg, len(self.train_windows))
-        self.info = DataInfo(
-            name=cfg.name, kind="text", unit="tokens", train_units=self.pool * cfg.seq_len,
-            units_per_sample=cfg.seq_len, vocab_size=VOCAB_SIZE, seq_len=cfg.seq_len,
-            val_samples=self.num_val)
+        self.info = corpus_info(cfg, self.pool)
 
     def train_dataset(self, num_samples: int, start: int = 0) -> Dataset:
         """Training sequences start..num_samples-1 of the fixed order, wrapping around the pool."""
@@ -220,6 +251,26 @@ class TextSource(DataSource):
     def val_dataset(self) -> Dataset:
         """The first ceil(val_tokens / seq_len) held-out windows, in corpus order."""
         return WindowDataset(self.corpus, self.seq_len, self.val_windows[:self.num_val], 0, self.num_val)
+
+
+def held_out_windows(cfg: TextDataConfig) -> int:
+    """Windows in the held-out set: ceil(val_tokens / seq_len), at least one."""
+    return max(1, math.ceil(cfg.val_tokens / cfg.seq_len))
+
+
+def split_corpus(cfg: TextDataConfig, num_bytes: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(training window ids, held-out window ids, training pool size in windows) of a corpus of
+    `num_bytes` bytes; one-line ConfigErrors when the held-out set or data.subset do not fit."""
+    num_windows = num_bytes // (cfg.seq_len + 1)
+    train, val = _split_or_explain(cfg, num_windows, held_out_windows(cfg))
+    return train, val, _pool_size(cfg, len(train))
+
+
+def corpus_info(cfg: TextDataConfig, pool: int) -> DataInfo:
+    """What a model builder and the accounting need to know of a corpus of `pool` training windows."""
+    return DataInfo(name=cfg.name, kind="text", unit="tokens", train_units=pool * cfg.seq_len,
+                    units_per_sample=cfg.seq_len, vocab_size=VOCAB_SIZE, seq_len=cfg.seq_len,
+                    val_samples=held_out_windows(cfg))
 
 
 def _split_or_explain(cfg: TextDataConfig, num_windows: int, num_val: int) -> tuple[np.ndarray, np.ndarray]:
@@ -246,11 +297,34 @@ def _pool_size(cfg: TextDataConfig, num_train: int) -> int:
     return pool
 
 
+def corpus_bytes(files: list[Path]) -> int:
+    """The packed corpus's size: the files' sizes added up."""
+    return sum(path.stat().st_size for path in files)
+
+
+def text_info(cfg: TextDataConfig) -> DataInfo:
+    """The corpus's DataInfo from its files' sizes: nothing is read, packed or written."""
+    _, _, pool = split_corpus(cfg, corpus_bytes(corpus_files(cfg)))
+    return corpus_info(cfg, pool)
+
+
 def build_text(cfg: TextDataConfig) -> TextSource:
     """Find the corpus files, check the split and subset, then pack once into the cache."""
     files = corpus_files(cfg)
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     corpus = cache_dir / f"{cfg.name}-{corpus_key(files)}.u8"
-    source = TextSource(cfg, corpus, sum(path.stat().st_size for path in files))  # checks, no I/O
+    source = TextSource(cfg, corpus, corpus_bytes(files))  # checks, no I/O
     ensure_packed(files, corpus)
     return source
+
+
+def validate(cfg: TextDataConfig) -> None:
+    """Sizes are positive, the corpus is one there is, and data.name=files has paths."""
+    require_positive(cfg, "data", ["seq_len", "val_tokens", "subset"])
+    _corpus(cfg)
+    if cfg.name == "files":
+        _require_paths(cfg)
+
+
+register_source(Source(kind="text", schema=TextDataConfig, unit="tokens", info=text_info, build=build_text,
+                       validate=validate, choose="data=pystdlib or data=text"))

@@ -14,16 +14,11 @@ from typing import Any
 LAUNCHERS = {"local": "scaling.launch.local", "ray": "scaling.launch.ray", "slurm": "scaling.launch.slurm"}
 
 
-def launcher_config(plan: Any) -> Any:
-    """The plan's launcher settings."""
-    return plan.launcher if getattr(plan, "launcher", None) is not None else plan.runs[0].cfg.launcher
-
-
 def launch_plan(plan: Any) -> int:
     """Hand the plan to the launcher its config names; the sweep's exit code."""
     from scaling.config import ConfigError
 
-    name = launcher_config(plan).name
+    name = plan.launcher.name
     if name not in LAUNCHERS:
         raise ConfigError(f"launcher={name} is not a launcher; use one of {', '.join(LAUNCHERS)}")
     return importlib.import_module(LAUNCHERS[name]).launch(plan)

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from typing import IO, Optional
 
-from scaling.launch import launcher_config
 from scaling.launch.common import (Progress, die_with_parent, finished_line, prepare, record_of, split_pending,
                                    summarise, worker_command)
 from scaling.plan import Plan, RunSpec
@@ -54,7 +53,7 @@ def _spawn(threads: int) -> _Worker:
 
 def launch(plan: Plan, out: IO = sys.stdout) -> int:
     """Run every not-yet-completed run of the plan, `launcher.parallel` at a time; 0 when all completed."""
-    parallel = launcher_config(plan).parallel
+    parallel = plan.launcher.parallel
     done, todo = split_pending(plan)
     if not todo:
         print(f"sweep {plan.name}: nothing to train, all {len(done)} runs are already completed", file=out)

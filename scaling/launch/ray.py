@@ -22,7 +22,6 @@ from scaling.launch.common import Progress, prepare, split_pending, summarise
 from scaling.launch.ray_session import (check_fits, check_launcher, check_trainer, concurrency, embedded_resources,
                                        ray_session, trials_that_fit)
 from scaling.plan import Plan, RunSpec
-from scaling.launch import launcher_config
 from scaling.store import RunFolder, Status
 
 
@@ -32,7 +31,7 @@ DRIVER_MEMORY = 256 * 2**20  # bytes: what a Ray Train driver trial reserves ins
 def launch(plan: Plan, out: Optional[IO] = None) -> int:
     """Run every not-yet-completed run of the plan as a Ray Tune trial; the exit code (0: all completed)."""
     out = out or sys.stdout
-    launcher: RayLauncherConfig = launcher_config(plan)
+    launcher: RayLauncherConfig = plan.launcher
     check_launcher(launcher)
     for spec in plan.runs:
         check_trainer(spec, launcher)
@@ -78,8 +77,7 @@ def storage_path(plan: Plan, launcher: RayLauncherConfig) -> Path:
     """Ray Tune's experiment folder: launcher.storage_path, or <run.root>/<sweep>/.ray (absolute)."""
     if launcher.storage_path:
         return Path(launcher.storage_path).expanduser().resolve()
-    cfg = plan.runs[0].cfg
-    return (Path(cfg.run.root) / cfg.sweep.name / ".ray").resolve()
+    return (plan.folder / ".ray").resolve()
 
 
 def slots(launcher: RayLauncherConfig, resources: dict[str, float], parallel: Optional[int]) -> int:

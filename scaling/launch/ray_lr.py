@@ -18,7 +18,6 @@ import time
 from typing import IO, Any
 
 from scaling.config import RayLauncherConfig
-from scaling.launch import launcher_config
 from scaling.launch.common import Progress, prepare
 from scaling.launch.ray_trial import stopped_error
 from scaling.launch.ray_session import check_fits, concurrency, ray_session, trials_that_fit
@@ -75,7 +74,7 @@ def run_lr_search(plan: Plan, out: IO) -> int:
     """Search the learning rate for every planned run; the exit code (0: every group has a best run)."""
     from scaling.launch.ray import storage_path, tuner
 
-    launcher: RayLauncherConfig = launcher_config(plan)
+    launcher: RayLauncherConfig = plan.launcher
     groups = lr_groups(plan, launcher.tune_lr)
     variants = [run for _, runs in groups for run in runs]
     pending = [(base, [r for r in runs if RunFolder(r.path).status not in DONE]) for base, runs in groups]

@@ -92,10 +92,9 @@ def _check_launcher(launcher: Any) -> None:
 
 def slurm_dir(plan: Plan) -> Path:
     """Where the sweep's sbatch scripts, runs files and SLURM logs go (<root>/<sweep>/.slurm)."""
-    launcher = plan.runs[0].cfg.launcher
-    if launcher.log_dir:
-        return Path(launcher.log_dir).absolute()
-    return (plan.runs[0].path.parent / ".slurm").absolute()
+    if plan.launcher.log_dir:
+        return Path(plan.launcher.log_dir).absolute()
+    return (plan.folder / ".slurm").absolute()
 
 
 def still_queued(todo: list[RunSpec], queue: dict[str, JobInfo]) -> list[Tracked]:
@@ -111,7 +110,7 @@ def still_queued(todo: list[RunSpec], queue: dict[str, JobInfo]) -> list[Tracked
 
 def submit_array(plan: Plan, runs: list[RunSpec], out: IO) -> list[Tracked]:
     """Prepare the run folders, write the runs file and the sbatch script, submit one job array."""
-    launcher = runs[0].cfg.launcher
+    launcher = plan.launcher
     folder = slurm_dir(plan)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -210,7 +209,7 @@ def check_run(run: Tracked, queue: dict[str, JobInfo], settle_s: float) -> Optio
 
 def watch(plan: Plan, tracked: list[Tracked], progress: Progress, out: IO) -> None:
     """Poll SLURM until every tracked job has ended; print progress as it changes."""
-    launcher = plan.runs[0].cfg.launcher
+    launcher = plan.launcher
     settle_s = max(10.0, 2 * launcher.poll_s)
     last_answer, last_line, last_print = time.monotonic(), "", 0.0
     while tracked:
@@ -277,7 +276,7 @@ def launch(plan: Plan, out: IO = sys.stdout) -> int:
     attached = still_queued(todo, my_jobs())
     waiting = {run.spec.run_id for run in attached}
     to_submit = [spec for spec in todo if spec.run_id not in waiting]
-    launcher = todo[0].cfg.launcher
+    launcher = plan.launcher
     print(f"sweep {plan.name}: {len(plan.runs)} runs, {len(done)} already completed, {len(attached)} still in "
           f"SLURM's queue, {len(to_submit)} to submit", file=out, flush=True)
     tracked = attached + (submit_array(plan, to_submit, out) if to_submit else [])

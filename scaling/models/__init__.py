@@ -1,71 +1,83 @@
-"""Model families: one builder per family, presets as data, one shared interface.
+"""Model families: a registry of them, presets as data, one builder per family.
 
-`build_model(cfg, info)` dispatches on `cfg.family` (gpt | cnn | torchvision). Every model it
-returns is a `ScalingModel`: it reports its parameter count and training FLOPs per unit, and
-exposes its features, output layer (and for CNNs its first convolution) to the probes.
-The family modules are imported lazily, so `scaling.models.gpt` can import `ScalingModel`
-from here and building a GPT never imports torchvision.
+A family is one module of this package that calls `register_family(Family(...))`: its config
+schema, presets, builder, the data it trains on, its parametrizations, the optimizer's
+parameter groups and how probes embed with it (see DEVELOPERS.md, "Adding a model family").
+Every model a builder returns is a `scaling.models.base.ScalingModel`: it reports its parameter
+count and training FLOPs per unit. This module imports no torch; the families are imported on
+the first lookup.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Union
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
-import torch
-from torch import nn
+from scaling.errors import ConfigError
+from scaling.registry import Registry, require_fields
 
-from scaling.accounting import count_params
-from scaling.config import CNNConfig, ConfigError, GPTConfig, TorchvisionConfig
-from scaling.data.base import DataInfo
-
-ModelConfig = Union[GPTConfig, CNNConfig, TorchvisionConfig]
+# Fields every family's schema has: the two size knobs and what the framework reads itself.
+SCHEMA_FIELDS = ("family", "width", "depth", "preset", "parametrization")
 
 
-class ScalingModel(nn.Module):
-    """The interface every family implements; accounting and probes rely only on this."""
-
-    def num_params(self, non_embedding: bool = False) -> int:
-        """N; with non_embedding, Kaplan's count without vocabulary and position tables."""
-        return count_params(self, non_embedding)
-
-    def embedding_parameters(self) -> list[nn.Parameter]:
-        """Parameters that count as embeddings (default: those of nn.Embedding layers)."""
-        return [p for m in self.modules() if isinstance(m, nn.Embedding) for p in m.parameters()]
-
-    def flops_per_unit(self) -> float:
-        """Training FLOPs (forward + backward) per token for text, per sample for images."""
-        raise NotImplementedError
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The representation the output layer reads (the input of `output_layer()`)."""
-        raise NotImplementedError
-
-    def output_layer(self) -> nn.Linear:
-        """The final nn.Linear that maps features to logits."""
-        raise NotImplementedError
+def decay_groups(model: Any, model_cfg: Any, optim: Any) -> list[dict[str, Any]]:
+    """AdamW's parameter groups in standard parametrization: weight decay on matrices and
+    kernels (ndim >= 2), none on biases and norms; every group at optim.lr."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": optim.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
 
-def _family_module(family: str) -> Any:
-    """The module implementing a family (imported on first use)."""
-    if family == "gpt":
-        from scaling.models import gpt as module
-    elif family == "cnn":
-        from scaling.models import cnn as module
-    elif family == "torchvision":
-        from scaling.models import torchvision_family as module
-    else:
-        raise ConfigError(f"model.family={family!r} is not a model family; use gpt, cnn or torchvision")
-    return module
+def no_checks(cfg: Any) -> None:
+    """A family without config checks of its own."""
 
 
-def presets(family: str) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class Family:
+    """What a model family declares, in its own module."""
+
+    name: str  # model.family; the YAML file extends the schema stored as <name>_schema
+    schema: type  # config dataclass with SCHEMA_FIELDS (+ the family's own knobs)
+    build: Callable[[Any, Any], Any]  # (model config, preset applied; DataInfo) -> ScalingModel
+    data_kind: str  # the data.kind it trains on: "text" | "image"
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # name -> config values
+    validate: Callable[[Any], None] = no_checks  # config checks; ConfigError naming model.<key>
+    parametrizations: tuple[str, ...] = ("sp",)  # model.parametrization values it builds
+    # (model, model config, optim config) -> torch.optim parameter groups (per-group lr or
+    # weight_decay); a parametrization such as muP scales learning rates here.
+    param_groups: Callable[[Any, Any, Any], list[dict[str, Any]]] = decay_groups
+    embedding: str = ""  # how probes embed with it: "text" | "image" ("": as its data_kind)
+
+    @property
+    def probe_embedding(self) -> str:
+        """The embedding probes use: the declared one, else the data kind's."""
+        return self.embedding or self.data_kind
+
+
+FAMILIES: Registry[Family] = Registry("model family", "model.family", __name__, skip=("base",))
+
+
+def register_family(family: Family) -> Family:
+    """Register a family (call it at the bottom of the family's module)."""
+    require_fields(family.schema, SCHEMA_FIELDS, "model family")
+    if family.schema().family != family.name:
+        raise TypeError(f"{family.schema.__name__}.family must default to {family.name!r}")
+    return FAMILIES.register(family.name, family)
+
+
+def family(name: str) -> Family:
+    """The family called `name` (model.family); a one-line ConfigError if there is none."""
+    return FAMILIES.get(name)
+
+
+def presets(name: str) -> Mapping[str, Mapping[str, Any]]:
     """The named presets of a family: preset name -> the config values it sets."""
-    return _family_module(family).PRESETS
+    return family(name).presets
 
 
-def apply_preset(cfg: ModelConfig) -> ModelConfig:
+def apply_preset(cfg: Any) -> Any:
     """A copy of `cfg` with its preset's values filled in (a plain copy when preset is None).
     The preset wins over the fields it names; fields it does not name keep their values."""
     if cfg.preset is None:
@@ -74,14 +86,31 @@ def apply_preset(cfg: ModelConfig) -> ModelConfig:
     if cfg.preset not in table:
         raise ConfigError(f"model.preset={cfg.preset!r} is not a {cfg.family} preset; "
                           f"use one of {', '.join(table)}")
-    return dataclasses.replace(copy.deepcopy(cfg), **copy.deepcopy(table[cfg.preset]))
+    return dataclasses.replace(copy.deepcopy(cfg), **copy.deepcopy(dict(table[cfg.preset])))
 
 
-def build_model(cfg: ModelConfig, info: DataInfo) -> ScalingModel:
+def build_model(cfg: Any, info: Any) -> Any:
     """Build the model that `cfg` (preset applied) describes for data shaped like `info`.
-    Build under `with torch.device("meta"):` to count N and FLOPs without allocating."""
+    `build_meta` builds it on the meta device, to count N and FLOPs without allocating."""
     cfg = apply_preset(cfg)
-    return _family_module(cfg.family).build(cfg, info)
+    return family(cfg.family).build(cfg, info)
 
 
-__all__ = ["ScalingModel", "build_model", "apply_preset", "presets"]
+def build_meta(cfg: Any, info: Any) -> Any:
+    """The model on the meta device, its initialisers skipped: N and FLOPs at any size, nothing
+    allocated (see base.SkipMetaInit for why the initialisers are skipped)."""
+    import torch
+
+    from scaling.models.base import SkipMetaInit
+
+    with torch.device("meta"), SkipMetaInit():
+        return build_model(cfg, info)
+
+
+def param_groups(model_cfg: Any, model: Any, optim: Any) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups for `model`, as its family declares them."""
+    return family(model_cfg.family).param_groups(model, model_cfg, optim)
+
+
+__all__ = ["Family", "FAMILIES", "register_family", "family", "presets", "apply_preset",
+           "build_model", "build_meta", "param_groups", "decay_groups"]

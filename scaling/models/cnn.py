@@ -12,15 +12,33 @@ adaptive pool to at most 6x6 so that small images do not replicate a tiny map), 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
 from torch import nn
 
 from scaling.accounting import training_flops
-from scaling.config import CNNConfig, ConfigError
 from scaling.data.base import DataInfo
-from scaling.models import ScalingModel
+from scaling.errors import ConfigError, fail, require_positive
+from scaling.models import Family, register_family
+from scaling.models.base import ScalingModel
+
+
+@dataclass
+class CNNConfig:
+    """AlexNet-style convnet. width scales every stage's channels, depth = conv blocks."""
+
+    family: str = "cnn"
+    width: int = 16
+    depth: int = 3
+    channel_mults: list[float] = field(default_factory=lambda: [1.0, 3.0, 6.0, 4.0, 4.0])
+    classifier_hidden: Optional[int] = None  # None: derived from width (64 * width)
+    dropout: float = 0.5
+    stem: str = "auto"  # auto | alexnet | small
+    preset: Optional[str] = None
+    parametrization: str = "sp"
+
 
 AUTO_ALEXNET_MIN_PX = 64  # "auto" uses the alexnet stem for inputs at least this large
 ALEXNET_POOL = 6  # AlexNet's adaptive pool output (6x6)
@@ -136,6 +154,16 @@ def build(cfg: CNNConfig, info: DataInfo) -> ConvNet:
     """A ConvNet for `info`'s image shape, channels and classes."""
     if info.image_size is None or info.num_classes is None:
         raise ConfigError(f"data {info.name!r} has no image size or classes; model=cnn needs image data")
-    if cfg.stem not in ("auto", *CONV_SPECS):
-        raise ConfigError(f"model.stem={cfg.stem!r} is not a stem; use auto, alexnet or small")
+    validate(cfg)
     return ConvNet(cfg, info.channels or 3, tuple(info.image_size), info.num_classes)
+
+
+def validate(cfg: CNNConfig) -> None:
+    """Sizes are positive and the stem is one there is."""
+    require_positive(cfg, "model", ["width", "depth", "classifier_hidden"])
+    if cfg.stem not in ("auto", *CONV_SPECS):
+        fail("model.stem", cfg.stem, "is not a stem", "use auto, alexnet or small")
+
+
+register_family(Family(name="cnn", schema=CNNConfig, build=build, data_kind="image", presets=PRESETS,
+                       validate=validate))

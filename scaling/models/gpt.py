@@ -8,17 +8,37 @@ Shapes: B batch, T time (<= seq_len), C width, H heads, V vocabulary.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from scaling.accounting import gpt_flops_per_token
-from scaling.config import ConfigError, GPTConfig
 from scaling.data.base import DataInfo
-from scaling.models import ScalingModel
+from scaling.errors import ConfigError, fail, require_positive
+from scaling.models import Family, register_family
+from scaling.models.base import ScalingModel
 
 INIT_STD = 0.02
+
+
+@dataclass
+class GPTConfig:
+    """Decoder-only transformer. width = d_model, depth = number of blocks."""
+
+    family: str = "gpt"
+    width: int = 64
+    depth: int = 2
+    head_dim: int = 32  # heads = width // head_dim (at least 1), width must divide evenly
+    mlp_ratio: int = 4
+    vocab_size: int = 256
+    dropout: float = 0.0
+    tie_embeddings: bool = True
+    preset: Optional[str] = None
+    parametrization: str = "sp"  # "sp" today; "mup" is planned (DESIGN.md)
+
 
 # Sizes are data: preset name -> config values (minGPT's small ones, then GPT-2's).
 PRESETS: dict[str, dict] = {
@@ -165,3 +185,15 @@ def build(cfg: GPTConfig, info: DataInfo) -> GPT:
         raise ConfigError(f"model.vocab_size={cfg.vocab_size} is smaller than the data's "
                           f"{info.vocab_size} symbols; set model.vocab_size={info.vocab_size}")
     return GPT(cfg, info.seq_len)
+
+
+def validate(cfg: GPTConfig) -> None:
+    """Sizes are positive and the width splits into heads of head_dim."""
+    require_positive(cfg, "model", ["width", "depth", "head_dim", "mlp_ratio", "vocab_size"])
+    if cfg.width > cfg.head_dim and cfg.width % cfg.head_dim:
+        fail("model.width", cfg.width, f"is not divisible into heads of model.head_dim={cfg.head_dim}",
+             f"use a multiple of {cfg.head_dim} or change model.head_dim")
+
+
+register_family(Family(name="gpt", schema=GPTConfig, build=build, data_kind="text", presets=PRESETS,
+                       validate=validate))

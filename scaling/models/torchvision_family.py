@@ -4,15 +4,30 @@ downloaded), behind the ScalingModel interface. One-channel images are repeated 
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from scaling.accounting import training_flops
-from scaling.config import ConfigError, TorchvisionConfig
 from scaling.data.base import DataInfo
-from scaling.models import ScalingModel
+from scaling.errors import ConfigError
+from scaling.models import Family, register_family
+from scaling.models.base import ScalingModel
+
+
+@dataclass
+class TorchvisionConfig:
+    """Any torchvision classification model by name (weights are never downloaded)."""
+
+    family: str = "torchvision"
+    name: str = "resnet18"
+    width: Optional[int] = None
+    depth: Optional[int] = None
+    preset: Optional[str] = None
+    parametrization: str = "sp"
+
 
 # Sizes are data: preset name -> config values.
 PRESETS: dict[str, dict] = {
@@ -120,3 +135,7 @@ def build(cfg: TorchvisionConfig, info: DataInfo) -> TorchvisionModel:
                           f"model=torchvision needs image data")
     net = _get_model(cfg.name, num_classes=info.num_classes, **_builder_kwargs(cfg.name, info))
     return TorchvisionModel(net, cfg.name, (info.channels or 3, *info.image_size))
+
+
+register_family(Family(name="torchvision", schema=TorchvisionConfig, build=build, data_kind="image",
+                       presets=PRESETS))

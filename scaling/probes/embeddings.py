@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -134,3 +135,15 @@ def _contexts(tokens: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndar
     where = cols[:, None] + offsets[None, :]  # [n, K]
     context = tokens[rows[:, None], np.clip(where, 0, None)]
     return np.where(where >= 0, context, -1).astype(np.int64)
+
+
+# A family's `embedding` (scaling.models.Family) -> how its probes embed data.
+EMBEDDERS: dict[str, Callable[..., ImageEmbeddings | TextEmbeddings]] = {
+    "image": image_embeddings, "text": text_embeddings}
+
+
+def embedder(family: str) -> Callable[..., ImageEmbeddings | TextEmbeddings]:
+    """The embedding function probes use for a model family (as the family declares it)."""
+    from scaling.models import family as lookup
+
+    return EMBEDDERS[lookup(family).probe_embedding]

@@ -56,11 +56,10 @@ class ScalingModule(pl.LightningModule):
             set_rng_states(checkpoint["rng_states"])
 
     def configure_optimizers(self) -> Any:
+        from scaling.models import param_groups
+
         cfg = self.spec.cfg.optim
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
+        groups = param_groups(self.spec.cfg.model, self.model, cfg)  # the family's (μP scales them)
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
         total, warm = self.spec.steps, warmup_steps(self.spec.cfg, self.spec.steps)
         schedule = torch.optim.lr_scheduler.LambdaLR(
