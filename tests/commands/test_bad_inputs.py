@@ -2,7 +2,7 @@
 no traceback, and nothing written where runs and outputs go.
 
 Each case runs in one workspace (the current folder, with run.root's default runs/ in it) and a
-fresh HOME. Config-level cases that another branch's validation will refuse are marked CONFIG.
+fresh HOME.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import pytest
 from scaling.analysis.synthetic import isoflop_table
 from scaling.cli import main
 
-CONFIG = pytest.mark.xfail(strict=False, reason="config validation, other branch")
 NO_GPU = pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has a GPU")
 AS_ROOT = pytest.mark.skipif(os.geteuid() == 0, reason="root can write and read anything")
 # Small enough that a case not refused (an xfail) trains in seconds.
@@ -48,27 +47,27 @@ CASES = [
     case("train", "model.width=30", "model.head_dim=16", says="model.head_dim"),
     case("train", "seed=abc", says="seed"),
     case("train", "--bogus", says="unknown option --bogus"),
-    case("train", "run.root=afile.txt", says="is a file, not a folder"),
-    case("train", "run.root=afile.txt/runs", says="is a file, not a folder"),
-    case("train", "optim.lr=nan", says="optim.lr", marks=CONFIG),
-    case("train", "trainer.accelerator=gpu", says="trainer.accelerator", marks=(CONFIG, NO_GPU)),
+    case("train", "run.root=afile.txt", says="is a file; give a folder"),
+    case("train", "run.root=afile.txt/runs", says="is inside a file"),
+    case("train", "optim.lr=nan", says="optim.lr"),
+    case("train", "trainer.accelerator=gpu", says="trainer.accelerator", marks=NO_GPU),
     # plan
     case("plan", "--bogus", says="unknown option --bogus"),
-    case("plan", "run.root=afile.txt", says="is a file, not a folder"),
+    case("plan", "run.root=afile.txt", says="is a file; give a folder"),
     case("plan", "launcher=nosuch", says="launcher="),
     case("plan", "sweep.axes=notadict", says="sweep.axes"),
     case("plan", "optim.lr=-1", says="optim.lr"),
-    case("plan", "budget.flops=inf", says="budget.flops", marks=CONFIG),
-    case("plan", "budget.flops=nan", says="budget.flops", marks=CONFIG),
-    case("plan", "optim.lr=nan", says="optim.lr", marks=CONFIG),
-    case("plan", "optim.beta1=1.5", says="optim.beta1", marks=CONFIG),
-    case("plan", "optim.weight_decay=-1", says="optim.weight_decay", marks=CONFIG),
-    case("plan", "trainer.accelerator=gpu", says="trainer.accelerator", marks=(CONFIG, NO_GPU)),
-    case("plan", "launcher.parallel=0", says="launcher.parallel", marks=CONFIG),
-    case("plan", "sweep.mode=bogus", says="isoflop", marks=CONFIG),  # the fix lists the modes
+    case("plan", "budget.flops=inf", says="budget.flops"),
+    case("plan", "budget.flops=nan", says="budget.flops"),
+    case("plan", "optim.lr=nan", says="optim.lr"),
+    case("plan", "optim.beta1=1.5", says="optim.beta1"),
+    case("plan", "optim.weight_decay=-1", says="optim.weight_decay"),
+    case("sweep", "trainer.accelerator=gpu", says="trainer.accelerator", marks=NO_GPU),  # plan may show a GPU sweep
+    case("plan", "launcher.parallel=0", says="launcher.parallel"),
+    case("plan", "sweep.mode=bogus", says="isoflop"),  # the fix lists the modes
     # sweep
     case("sweep", "--json", says="unknown option --json"),
-    case("sweep", "run.root=afile.txt", says="is a file, not a folder"),
+    case("sweep", "run.root=afile.txt", says="is a file; give a folder"),
     case("sweep", "launcher=nosuch", says="launcher="),
     case("sweep", "model.width=0", says="model.width"),
     # status
