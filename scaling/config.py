@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
@@ -133,7 +133,14 @@ class TrainerConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warmup and cosine decay to the end of the run's own budget."""
+    """AdamW with linear warmup, then optim.schedule over the run's own budget (scaling/train/schedule.py)."""
+
+    # The names of scaling.train.schedule's SCHEDULES and DECAY_SHAPES (a test holds them equal).
+    SCHEDULES: ClassVar[tuple[str, ...]] = ("cosine", "wsd", "constant", "linear")
+    DECAY_SHAPES: ClassVar[tuple[str, ...]] = ("linear", "sqrt")
+    # Added after run ids were pinned: at its default such a field is left out of the run
+    # identity (scaling.plan.identity), so a config that does not set it keeps its run_id.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("schedule", "decay_fraction", "decay_shape")
 
     name: str = "adamw"
     lr: float = 3e-3
@@ -144,6 +151,9 @@ class OptimConfig:
     eps: float = 1e-8
     warmup_fraction: float = 0.05
     warmup_steps: Optional[int] = None  # overrides warmup_fraction when set
+    schedule: str = "cosine"  # cosine | wsd | constant | linear; decays to min_lr_ratio * lr
+    decay_fraction: float = 0.2  # wsd: the last fraction of the steps decays (the cooldown)
+    decay_shape: str = "linear"  # wsd: linear | sqrt (1 - sqrt, Hägele et al. 2024)
     grad_clip: float = 1.0
     batch_size: int = 32  # global batch, in sequences or images, split across devices
     grad_accum: int = 1
@@ -463,6 +473,7 @@ def _validate_training(cfg: Config) -> None:
         _fail("optim.warmup_fraction", cfg.optim.warmup_fraction, "must be in [0, 1)", "use for example 0.05")
     if not 0.0 <= cfg.optim.min_lr_ratio <= 1.0:
         _fail("optim.min_lr_ratio", cfg.optim.min_lr_ratio, "must be in [0, 1]", "use for example 0.1")
+    _validate_schedule(cfg.optim)
     if cfg.optim.grad_clip < 0:
         _fail("optim.grad_clip", cfg.optim.grad_clip, "must be >= 0", "use 0 to turn clipping off")
     precisions = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
@@ -471,6 +482,18 @@ def _validate_training(cfg: Config) -> None:
     devices = cfg.trainer.devices
     if not (devices == "auto" or (isinstance(devices, int) and devices > 0)):
         _fail("trainer.devices", devices, "must be a positive int or auto", "use for example trainer.devices=2")
+
+
+def _validate_schedule(optim: OptimConfig) -> None:
+    if optim.schedule not in OptimConfig.SCHEDULES:
+        _fail("optim.schedule", optim.schedule, "is not a schedule", f"use one of {', '.join(OptimConfig.SCHEDULES)}")
+    if not 0.0 < optim.decay_fraction <= 1.0:
+        _fail("optim.decay_fraction", optim.decay_fraction, "must be in (0, 1]", "use for example 0.2")
+    if optim.decay_shape not in OptimConfig.DECAY_SHAPES:
+        _fail("optim.decay_shape", optim.decay_shape, "is not a decay shape", "use linear or sqrt")
+    if optim.schedule == "wsd" and optim.warmup_steps is None and optim.warmup_fraction + optim.decay_fraction > 1:
+        _fail("optim.warmup_fraction", optim.warmup_fraction, f"is longer than wsd's stable phase (the decay "
+              f"takes the last optim.decay_fraction={optim.decay_fraction})", "lower one of the two")
 
 
 def _validate_budget(cfg: Config) -> None:
