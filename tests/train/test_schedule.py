@@ -137,3 +137,11 @@ def test_metrics_csv_logs_the_exact_lr_of_each_step(schedule, runs_root):
     at = schedule_for(spec.cfg, spec.steps)
     assert list(metrics["step"]) == list(range(1, spec.steps + 1))  # 20 steps, each logged
     assert list(metrics["lr"]) == [cfg.optim.lr * at(step) for step in metrics["step"]]
+
+
+@pytest.mark.parametrize("total", [50, 100, 333])
+def test_wsd_follows_a_constant_trunk_exactly_until_its_decay_starts(total):
+    """A cooldown branch of a constant-rate trunk (issue 12 item 2) is the wsd run of its own D."""
+    start = decay_start(total, 0.2)
+    trunk = [SCHEDULES["constant"](s, 4 * total, WARM, FLOOR) for s in range(start + 1)]
+    assert factors("wsd", total=total)[:start + 1] == trunk
