@@ -56,6 +56,9 @@ class TrainerConfig:
     probe: bool = False  # probe the run's embeddings when it completes (scaling probe)
     fail_at_step: Optional[int] = None  # fault injection for testing recovery: raise at this step
     fail_attempts: int = 1  # ... on this many first attempts only (then the run goes through)
+    keep_steps: list[int] = field(default_factory=list)  # also keep checkpoints/step-K.ckpt at these steps (a trunk)
+    branch_of: Optional[str] = None  # a cooldown branch: the trunk's run_id (a sibling folder) ...
+    branch_step: Optional[int] = None  # ... and the step of the trunk's checkpoint it starts from
     trace_batches: bool = False  # append each step's batch hashes to the run's batches.txt (resume audits)
 
 

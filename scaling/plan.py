@@ -26,7 +26,8 @@ _NOT_IDENTITY = {
     "sweep": None,
     "trainer": {"accelerator", "devices", "num_nodes", "strategy", "num_workers", "threads",
                 "progress", "log_every", "val_every", "checkpoint_every", "compile", "probe",
-                "fail_at_step", "fail_attempts", "trace_batches"},
+                "fail_at_step", "fail_attempts", "trace_batches",
+                "keep_steps", "branch_of", "branch_step"},
     "optim": {"grad_accum"},
     "data": {"cache_dir", "root", "download", "default_budget"},
     "budget": None,  # replaced by the resolved data size
@@ -71,8 +72,18 @@ class RunSpec:
             "width": self.cfg.model.width, "depth": self.cfg.model.depth, "seed": self.cfg.seed,
             "N": self.N, "N_nonembed": self.N_nonembed, "D": self.D, "D_unique": self.D_unique,
             "C": self.C, "unit": self.unit, "steps": self.steps,
-            "tokens_per_param": self.D / self.N if self.N else math.nan,
+            "tokens_per_param": self.D / self.N if self.N else math.nan, **self.branch_fields(),
         }
+
+    def branch_fields(self) -> dict[str, Any]:
+        """A cooldown branch's parent trunk, branch step and own cost; a trunk's branch steps."""
+        trainer = self.cfg.trainer
+        if trainer.branch_of:
+            own = self.C * (1 - trainer.branch_step / self.steps)  # the trunk paid for the rest
+            return {"parent": trainer.branch_of, "branch_step": trainer.branch_step, "cost": own}
+        if trainer.keep_steps:
+            return {"trunk": True, "branch_steps": list(trainer.keep_steps), "cost": self.C}
+        return {}
 
 
 def run_id(cfg: Config, data_units: int) -> str:
@@ -244,6 +255,7 @@ SWEEP_MODES: dict[str, Callable[[Any, str], list[dict[str, Any]]]] = {
     "grid": _grid_points,
     "data": _data_points,
     "isoflop": _isoflop_points,
+    "branches": _data_points,  # each model's data sizes, as cooldown branches of one trunk (scaling.branches)
 }
 
 
@@ -329,6 +341,10 @@ class _Planner:
 
     def expand(self, sweep: Any, unit: str, overrides: list[str]) -> tuple[list[RunSpec], list[Skipped]]:
         """The sweep's runs, and the points left out (with why), in a deterministic order."""
+        if sweep.mode == "branches":
+            from scaling.branches import expand_branches
+
+            return expand_branches(self, sweep, unit, overrides)
         runs, skipped, seen = [], [], set()
         for point in sweep_points(sweep, unit):
             cfg = self.config(point, dict(sweep.rules))

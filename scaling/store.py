@@ -252,14 +252,15 @@ class RunFolder:
         atomic_write_text(self.config_path, config_yaml)
         return self.change(lambda current: None if current else planned_record(spec))
 
-    def start(self, spec: Any, start_step: int, **facts: Any) -> dict[str, Any]:
-        """planned | interrupted | failed ... -> running: a new attempt from `start_step`."""
+    def start(self, spec: Any, start_step: int, resumed: bool = True, **facts: Any) -> dict[str, Any]:
+        """planned | interrupted | failed ... -> running: a new attempt from `start_step` (its own
+        checkpoint's when `resumed`; a branch's first attempt starts at its trunk's)."""
 
         def edit(record: dict[str, Any]) -> dict[str, Any]:
             new = {**record, **planned_record(spec), **facts, "status": Status.RUNNING, "step": start_step,
                    "error": None, "started": record.get("started") or time.time(), "updated": time.time(),
                    "attempts": int(record.get("attempts") or 0) + 1, "owner": owner_facts()}
-            if start_step:
+            if start_step and resumed:
                 new["resumed_from_step"] = start_step
                 new["resumes"] = [*record.get("resumes", []), start_step]
             return new

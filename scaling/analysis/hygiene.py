@@ -43,13 +43,17 @@ def exclusion_reasons(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """Why each row cannot be used ('' when it can): status, then missing, infinite or non-positive values.
 
     This is the one definition of a usable run. A row with no status (a table from a paper, a
-    spreadsheet) counts as completed; any other status (failed, diverged, running, ...) does not.
+    spreadsheet) counts as completed; any other status (failed, diverged, running, ...) does not,
+    and neither does a cooldown trunk (mode=branches), whose loss is not annealed.
     """
     reasons = pd.Series("", index=frame.index, dtype=object)
     if "status" in frame.columns:
         status = frame["status"]
         bad = status.notna() & (status.astype(str) != Status.COMPLETED.value)
         reasons[bad] = "status " + status[bad].astype(str)
+    if "trunk" in frame.columns:  # a constant-rate trunk never cooled down: its branches are the points
+        trunk = frame["trunk"].fillna(False).astype(bool) & (reasons == "")
+        reasons[trunk] = "a cooldown trunk (its branches are the points)"
     for col in columns:
         values = pd.to_numeric(frame[col], errors="coerce").astype(float)
         for mask, why in ((values.isna(), f"{col} is missing or not a number"),

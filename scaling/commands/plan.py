@@ -87,7 +87,7 @@ def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:
     for spec in plan.runs:
         row = spec.summary()
         row["status"] = folder_row(RunFolder(spec.path))["status"] if RunFolder(spec.path).exists() else "new"
-        row["est_seconds"] = spec.C / rate
+        row["est_seconds"] = row.get("cost", spec.C) / rate  # a branch pays only for its cooldown
         rows.append(row)
     return rows
 
@@ -103,7 +103,7 @@ def plan_json(plan: Plan, rate: float, source: str) -> dict[str, Any]:
 
 def totals(rows: list[dict[str, Any]], rate: float, source: str, sweep: Any) -> dict[str, Any]:
     """Runs, total FLOPs, time on this machine, GPU hours at the configured utilisation."""
-    flops = sum(r["C"] for r in rows)
+    flops = sum(r.get("cost", r["C"]) for r in rows)
     gpu_flops = sweep.gpu_flops if sweep else 989e12
     utilisation = sweep.utilisation if sweep else 0.4
     return {"runs": len(rows), "flops": flops, "est_seconds_here": flops / rate, "flops_per_second": rate,
@@ -118,7 +118,8 @@ def format_plan(plan: Plan, rate: float, source: str) -> str:
              f"{'run_id':<11}{'width':>6}{'depth':>6}{'N':>12}{'D':>13}{'C':>10}{'D/N':>8}{'est':>9}  status"]
     for r in rows:
         lines.append(f"{r['run_id']:<11}{r['width'] or '-':>6}{r['depth'] or '-':>6}{r['N']:>12,}{r['D']:>13,}"
-                     f"{r['C']:>10.3g}{r['tokens_per_param']:>8.3g}{format_seconds(r['est_seconds']):>9}  {r['status']}")
+                     f"{r['C']:>10.3g}{r['tokens_per_param']:>8.3g}{format_seconds(r['est_seconds']):>9}  {r['status']}"
+                     f"{_role(r)}")
     for s in plan.skipped:
         point = " ".join(f"{k}={v}" for k, v in s.point.items())
         lines.append(f"skipped {point}: {s.reason}")
@@ -126,9 +127,28 @@ def format_plan(plan: Plan, rate: float, source: str) -> str:
     lines.append(f"total: {t['runs']} runs, {t['flops']:.3g} FLOPs, about {format_seconds(t['est_seconds_here'])} "
                  f"here at {rate:.3g} FLOP/s ({source}); {t['gpu_hours']:.3g} GPU hours at "
                  f"{t['utilisation']:.0%} of {t['gpu_flops']:.3g} FLOP/s")
+    lines += _branch_totals(plan)
     if any(math.isnan(r["tokens_per_param"]) for r in rows):
         lines.append("note: D/N is undefined for runs without a parameter count")
     return "\n".join(lines)
+
+
+def _role(row: dict[str, Any]) -> str:
+    """'  trunk' or '  branch of TRUNK at step K' (mode=branches), else ''."""
+    if row.get("trunk"):
+        return "  trunk"
+    return f"  branch of {row['parent']} at step {row['branch_step']}" if row.get("parent") else ""
+
+
+def _branch_totals(plan: Plan) -> list[str]:
+    """What the branches save: their compute against the same points as independent runs."""
+    from scaling.branches import savings
+
+    saved = savings(plan.runs)
+    if saved is None:
+        return []
+    return [f"branches: {saved['spent']:.3g} FLOPs for trunks and cooldowns, against {saved['independent']:.3g} "
+            f"for the same points as independent runs ({saved['ratio']:.2f} of it)"]
 
 
 COMMAND = Command(name="plan", synopsis="[overrides]", help="show the runs a sweep would make, with N, D, C and time",

@@ -27,6 +27,19 @@ def worker_command(target: Path | str, threads: int | None = None) -> list[str]:
     return command + (["--threads", str(threads)] if threads else [])
 
 
+def startable(spec: RunSpec, pending: set[str]) -> bool:
+    """A run may start now: any run but a branch; a branch once its trunk has passed its step, or
+    has ended without it and is not `pending` (queued or training) in this sweep: the branch then
+    records that as its failure."""
+    trainer = spec.cfg.trainer
+    if not trainer.branch_of:
+        return True
+    trunk = RunFolder(spec.path.parent / trainer.branch_of)
+    if (trunk.checkpoint_dir / f"step-{trainer.branch_step}.ckpt").exists():
+        return True
+    return trainer.branch_of not in pending and _status(trunk) not in (Status.PLANNED, Status.RUNNING, None)
+
+
 def die_with_parent() -> None:
     """In a launcher's child process (preexec_fn): get SIGTERM when the launcher dies, even by
     SIGKILL, so no training outlives its sweep (Linux prctl PR_SET_PDEATHSIG; no-op elsewhere)."""

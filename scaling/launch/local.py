@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import IO, Optional
 
 from scaling.launch.common import (Progress, die_with_parent, finished_line, prepare, record_of, split_pending,
-                                   summarise, worker_command)
+                                   startable, summarise, worker_command)
 from scaling.plan import Plan, RunSpec
 from scaling.store import RunFolder, Status
 
@@ -83,11 +83,14 @@ def _drive(workers: list[_Worker], queue: list[RunSpec], progress: Progress, thr
     """Hand runs to idle workers and collect answers until the queue is empty and all are idle."""
     while queue or any(w.spec for w in workers):
         changed = False
+        pending = {s.run_id for s in queue} | {w.spec.run_id for w in workers if w.spec}
         for index, worker in enumerate(workers):
-            if worker.spec is None and queue:
+            ready = next((s for s in queue if startable(s, pending)), None) if worker.spec is None else None
+            if ready is not None:
                 if worker.process.poll() is not None:
                     workers[index] = worker = _spawn(threads)
-                worker.give(queue.pop(0))
+                queue.remove(ready)
+                worker.give(ready)
                 changed = True
         progress.running = sum(1 for w in workers if w.spec)
         if changed:

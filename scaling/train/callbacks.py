@@ -23,8 +23,9 @@ class AtomicCheckpoint(pl.Callback):
     no validation is ever lost.
     """
 
-    def __init__(self, folder: RunFolder, every: int, val_every: int):
+    def __init__(self, folder: RunFolder, every: int, val_every: int, keep_steps: tuple[int, ...] = ()):
         self.folder, self.every, self.val_every, self.saved_step = folder, every, val_every, -1
+        self.keep_steps = set(keep_steps)  # a trunk keeps checkpoints/step-K.ckpt for its branches
 
     def save(self, trainer: pl.Trainer) -> None:
         """Write the checkpoint now (a collective call under DDP; rank 0 renames).
@@ -38,10 +39,19 @@ class AtomicCheckpoint(pl.Callback):
             trainer.save_checkpoint(tmp)
             if trainer.is_global_zero:
                 os.replace(tmp, target)
+                self._keep(trainer.global_step)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         self.saved_step = trainer.global_step
+
+    def _keep(self, step: int) -> None:
+        """At a branch point, the checkpoint also stays as step-K.ckpt (a hard link: no copy, atomic)."""
+        kept = self.folder.checkpoint_dir / f"step-{step}.ckpt"
+        if step in self.keep_steps and not kept.exists():
+            tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+            os.link(self.folder.last_checkpoint, tmp)
+            os.replace(tmp, kept)
 
     def save_if_behind(self, trainer: pl.Trainer) -> None:
         """Save when steps were made since the last checkpoint (single process only: a collective
@@ -51,7 +61,7 @@ class AtomicCheckpoint(pl.Callback):
 
     def _due(self, trainer: pl.Trainer) -> bool:
         step = trainer.global_step
-        return step != self.saved_step and step % self.every == 0 and step < trainer.max_steps
+        return step != self.saved_step and (step % self.every == 0 or step in self.keep_steps) and step < trainer.max_steps
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if self._due(trainer) and trainer.global_step % self.val_every:
@@ -119,9 +129,10 @@ class RecordMetrics(pl.Callback):
         self._last_time, self._last_step = self.t0, 0
         self.throughput = math.nan
 
-    def begin(self, start_step: int, wall_before: float) -> None:
-        """Start an attempt at `start_step`: keep the rows up to it, count time on from `wall_before`."""
-        self.rows = [r for r in self.folder.read_metrics() if r.get("step", 0) <= start_step]
+    def begin(self, start_step: int, wall_before: float, earlier: Optional[RunFolder] = None) -> None:
+        """Start an attempt at `start_step`: keep the rows up to it (from `earlier`, a branch's trunk,
+        when given), count time on from `wall_before`."""
+        self.rows = [r for r in (earlier or self.folder).read_metrics() if r.get("step", 0) <= start_step]
         self.wall_before, self.t0 = wall_before, time.monotonic()
         self._last_time, self._last_step = self.t0, start_step
 

@@ -7,6 +7,7 @@ import logging
 import platform
 import socket
 import sys
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -113,7 +114,8 @@ def train(spec: RunSpec, loggers_factory: Optional[Callable[[RunSpec], Any]] = N
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = build_data(cfg.data)
     model = build_model(cfg.model, data.info)
-    checkpoint = AtomicCheckpoint(folder, cfg.trainer.checkpoint_every, cfg.trainer.val_every)
+    checkpoint = AtomicCheckpoint(folder, cfg.trainer.checkpoint_every, cfg.trainer.val_every,
+                                  tuple(cfg.trainer.keep_steps))
     recorder = RecordMetrics(folder, spec)
     fail = FailAtStep(cfg.trainer.fail_at_step, cfg.trainer.fail_attempts) if cfg.trainer.fail_at_step is not None else None
     extra = [c for c in (fail, TraceBatches(folder) if cfg.trainer.trace_batches else None) if c is not None]
@@ -126,21 +128,26 @@ def train(spec: RunSpec, loggers_factory: Optional[Callable[[RunSpec], Any]] = N
             if folder.status == Status.COMPLETED:  # the other owner finished it
                 return _nothing_to_do(folder)
         start = checkpoint_step(folder.last_checkpoint)
+        source, trunk = (folder.last_checkpoint if start else None), None
+        if not start and cfg.trainer.branch_of:  # a branch's first attempt starts from its trunk
+            trunk = RunFolder(folder.path.parent / cfg.trainer.branch_of)
+            source, start = trunk_checkpoint(trunk, cfg.trainer.branch_step), cfg.trainer.branch_step
         previous = folder.read_record()
-        recorder.begin(start, float(previous.get("wall_time") or 0.0) if start else 0.0)
+        recorder.begin(start, float(previous.get("wall_time") or 0.0) if trunk is None else 0.0, trunk)
         if fail is not None:
             fail.begin(int(previous.get("attempts") or 0) + 1)
         if trainer.is_global_zero:
-            folder.start(spec, start, hardware=hardware(trainer), versions=versions())
-        return _fit(trainer, spec, data, model, folder, recorder, start)
+            folder.start(spec, start, resumed=trunk is None, hardware=hardware(trainer), versions=versions())
+        return _fit(trainer, spec, data, model, folder, recorder, source)
 
 
 def _fit(trainer: pl.Trainer, spec: RunSpec, data: Any, model: torch.nn.Module, folder: RunFolder,
-         recorder: RecordMetrics, start: int) -> dict[str, Any]:
-    """Fit (resuming from last.ckpt at `start`), validate at the end, and record the outcome."""
+         recorder: RecordMetrics, source: Optional[Path]) -> dict[str, Any]:
+    """Fit (from the checkpoint `source`, when resuming or branching), validate at the end, and
+    record the outcome."""
     module, datamodule = ScalingModule(model, spec), RunDataModule(data, spec)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(folder.last_checkpoint) if start else None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(source) if source else None)
         if recorder.last_val().get("step") != trainer.global_step:
             trainer.validate(module, datamodule=datamodule, verbose=False)
     except Diverged as exc:
@@ -159,6 +166,27 @@ def _fit(trainer: pl.Trainer, spec: RunSpec, data: Any, model: torch.nn.Module, 
         finish(folder, recorder, trainer, Status.INTERRUPTED, error="interrupted by a signal")
         raise KeyboardInterrupt
     return finish(folder, recorder, trainer, Status.COMPLETED)
+
+
+class TrunkMissing(RuntimeError):
+    """A branch's trunk ended without the checkpoint the branch starts from."""
+
+
+def trunk_checkpoint(trunk: RunFolder, step: int, poll_s: float = 2.0) -> Path:
+    """The trunk's checkpoint at `step`, waiting while the trunk is planned or training towards it."""
+    from scaling.store import DAMAGED, folder_row
+
+    path, said = trunk.checkpoint_dir / f"step-{step}.ckpt", False
+    while not path.exists():
+        status = folder_row(trunk)["status"] if trunk.exists() else Status.PLANNED
+        if status not in (Status.PLANNED, Status.RUNNING) or status == DAMAGED:
+            raise TrunkMissing(f"trunk {trunk.path.name} is {status} without a checkpoint at step {step}, where this "
+                               "branch starts; train the trunk (run the sweep again), then the branch")
+        if not said:
+            print(f"waiting for trunk {trunk.path.name} to reach step {step}", flush=True)
+            said = True
+        time.sleep(poll_s)
+    return path
 
 
 def _nothing_to_do(folder: RunFolder) -> dict[str, Any]:

@@ -1,0 +1,86 @@
+"""Cooldown branches (Hägele et al. 2024): the points of a data-size sweep from one run per model.
+
+For each model of `sweep.models`, a trunk trains at a constant rate (after warmup) up to the
+latest branch point and keeps a checkpoint at every branch point (`trainer.keep_steps`). Each data
+size D of `sweep.data_sizes` is a warmup-stable-decay run that starts from the trunk's checkpoint
+at its decay start, (1 - optim.decay_fraction) of its steps, and cools down over the rest. Up to
+that step a wsd run and the constant trunk are the same run (the same batches at the same rates,
+the warmup fixed in steps for all of them), so a branch *is* the independent wsd run at D: it has
+that run's identity, and its record adds `parent`, `branch_step` and `cost` (the FLOPs it spent
+itself). Rules that depend on D (a batch size by data size, say) would break that sameness: the
+planner refuses them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaling.errors import ConfigError
+
+
+def expand_branches(planner: Any, sweep: Any, unit: str, overrides: list[str]) -> tuple[list[Any], list[Any]]:
+    """Trunks first (a launcher starts them before their branches), then every branch."""
+    from scaling.plan import model_point
+
+    if not sweep.models or not sweep.data_sizes:
+        raise ConfigError("mode=branches needs sweep.models and sweep.data_sizes; list widths and data sizes")
+    for key, rule in dict(sweep.rules).items():
+        if isinstance(rule, str) and any(name in rule for name in ("D", "C")):
+            raise ConfigError(f"sweep.rules.{key}={rule!r} depends on D or C; in mode=branches a trunk serves every "
+                              "D, so rules may use width, depth and N only")
+    trunks, branches, skipped = [], [], []
+    for entry in sweep.models:
+        trunk, model_branches, model_skipped = _one_model(planner, sweep, unit, model_point(entry), overrides)
+        if trunk is not None:
+            trunks.append(trunk)
+        branches += model_branches
+        skipped += model_skipped
+    return [*trunks, *branches], skipped
+
+
+def _one_model(planner: Any, sweep: Any, unit: str, model: dict[str, Any], overrides: list[str]) -> tuple:
+    """(trunk, branches, skipped) of one model."""
+    from scaling.plan import Skipped
+    from scaling.train.schedule import decay_start, warmup_steps
+
+    points = [{**model, f"budget.{unit}": int(d), "optim.schedule": "wsd"} for d in sorted(set(sweep.data_sizes))]
+    shortest = _spec(planner, sweep, points[0], overrides)
+    warmup = warmup_steps(shortest.cfg, shortest.steps)
+    points = [{**p, "optim.warmup_steps": max(1, warmup)} for p in points]
+    keep, kept, skipped = [], [], []
+    for point in points:
+        spec = _spec(planner, sweep, point, overrides)
+        step = decay_start(spec.steps, spec.cfg.optim.decay_fraction)
+        if step <= warmup:
+            skipped.append(Skipped(point, f"{spec.steps} steps leave no stable phase after {warmup} warmup steps "
+                                          "to branch from; use a larger data size"))
+            continue
+        keep.append(step)
+        kept.append((point, step))
+    if not kept:
+        return None, [], skipped
+    trunk = _spec(planner, sweep, {**model, f"budget.{unit}": max(keep) * shortest.units_per_step,
+                                   "optim.schedule": "constant", "optim.warmup_steps": max(1, warmup),
+                                   "trainer.keep_steps": sorted(set(keep))}, overrides)
+    branches = [_spec(planner, sweep, {**point, "trainer.branch_of": trunk.run_id, "trainer.branch_step": step},
+                      overrides) for point, step in kept]
+    return trunk, branches, skipped
+
+
+def _spec(planner: Any, sweep: Any, point: dict[str, Any], overrides: list[str]) -> Any:
+    """The RunSpec of one point (rules applied)."""
+    from scaling.plan import _as_overrides, resolve
+
+    cfg = planner.config(point, dict(sweep.rules))
+    return resolve(cfg, planner.info(cfg), planner.model(cfg), [*overrides, *_as_overrides(point)])
+
+
+def savings(runs: list[Any]) -> dict[str, float] | None:
+    """The compute of a branches plan (trunks + branches' own cost) against the same points as
+    independent runs; None for a plan without branches."""
+    branches = [r for r in runs if r.cfg.trainer.branch_of]
+    if not branches:
+        return None
+    spent = sum(r.summary()["cost"] for r in runs)
+    independent = sum(r.C for r in branches)
+    return {"spent": spent, "independent": independent, "ratio": spent / independent}
