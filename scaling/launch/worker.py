@@ -27,6 +27,7 @@ def planned_spec(folder: Path, threads: int | None = None) -> "RunSpec":
 
     run = RunFolder(folder)
     cfg = from_dict(yaml.safe_load(run.config_path.read_text()))
+    cfg.run.root = str(folder.absolute().parent.parent)  # the folder may have moved since it was planned
     if threads:
         cfg.trainer.threads = threads
     spec = RunSpec.from_record(cfg, folder.name, run.read_record())
