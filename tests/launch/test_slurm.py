@@ -234,3 +234,17 @@ def test_operator_requeue_resumes_from_the_checkpoint(tmp_path):
     assert record["status"] == "completed" and record["step"] == 400 and record["attempts"] == 2
     assert_same_training(folder, uninterrupted(tmp_path / "whole", *RESUMABLE))
     assert record["resumed_from_step"] >= 25  # not a restart from step 0
+
+
+@pytest.mark.slurm
+@needs_cluster
+def test_branches_sweep_under_slurm(tmp_path):
+    """Trunk first in the array; its branches wait for their step's checkpoint, then cool down."""
+    plan = _plan(tmp_path, *ON_SLURM, "sweep=data", "sweep.mode=branches", "sweep.models=[32]",
+                 "sweep.data_sizes=[5120,10240]", "trainer.checkpoint_every=5")
+    out = io.StringIO()
+    assert run_slurm(plan, out=out) == 0, out.getvalue()
+    trunk, *branches = (RunFolder(r.path).read_record() for r in plan.runs)
+    assert trunk["trunk"] is True and trunk["status"] == "completed"
+    assert [b["parent"] for b in branches] == [trunk["run_id"]] * 2
+    assert all(b["status"] == "completed" and b["attempts"] == 1 for b in branches)
