@@ -178,14 +178,19 @@ def uninterrupted(root: Path, *overrides: str) -> RunFolder:
 RESUMABLE = [*TRACE, "budget.tokens=102400", "trainer.checkpoint_every=25"]  # 400 steps
 
 
-@pytest.mark.slurm
-@needs_cluster
-def test_preempted_job_checkpoints_requeues_and_resumes(tmp_path):
-    plan = _plan(tmp_path, *ON_SLURM, *RESUMABLE)
+def sweep_caught_running(tmp_path: Path, min_step: int, *overrides: str) -> tuple[RunFolder, SweepThread, str]:
+    """A one-run SLURM sweep started in a thread and caught running past `min_step`: (folder, sweep, job id)."""
+    plan = _plan(tmp_path, *ON_SLURM, *overrides)
     folder = RunFolder(plan.runs[0].path)
     sweep = SweepThread(plan)
     sweep.start()
-    job_id = _running_job(folder, min_step=30)
+    return folder, sweep, _running_job(folder, min_step=min_step)
+
+
+@pytest.mark.slurm
+@needs_cluster
+def test_preempted_job_checkpoints_requeues_and_resumes(tmp_path):
+    folder, sweep, job_id = sweep_caught_running(tmp_path, 30, *RESUMABLE)
     seen = folder.read_record()["step"]  # progress already recorded when the signal is sent
     subprocess.run(["scancel", "--signal=USR1", job_id], check=True)  # what SLURM sends before the time limit
     sweep.join(timeout=240)
@@ -203,11 +208,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes(tmp_path):
 @pytest.mark.slurm
 @needs_cluster
 def test_scancel_marks_the_run_failed_within_a_minute(tmp_path):
-    plan = _plan(tmp_path, *ON_SLURM, "budget.tokens=1024000")  # far longer than the test
-    folder = RunFolder(plan.runs[0].path)
-    sweep = SweepThread(plan)
-    sweep.start()
-    job_id = _running_job(folder, min_step=5)
+    folder, sweep, job_id = sweep_caught_running(tmp_path, 5, "budget.tokens=1024000")  # far longer than the test
     cancelled = time.monotonic()
     subprocess.run(["scancel", job_id], check=True)
     sweep.join(timeout=90)
@@ -222,11 +223,7 @@ def test_scancel_marks_the_run_failed_within_a_minute(tmp_path):
 @pytest.mark.slurm
 @needs_cluster
 def test_operator_requeue_resumes_from_the_checkpoint(tmp_path):
-    plan = _plan(tmp_path, *ON_SLURM, *RESUMABLE)
-    folder = RunFolder(plan.runs[0].path)
-    sweep = SweepThread(plan)
-    sweep.start()
-    job_id = _running_job(folder, min_step=30)
+    folder, sweep, job_id = sweep_caught_running(tmp_path, 30, *RESUMABLE)
     subprocess.run(["scontrol", "requeue", job_id], check=True)  # SIGTERM: no USR1, SLURM requeues
     sweep.join(timeout=240)
     assert sweep.code == 0, sweep.out.getvalue()
