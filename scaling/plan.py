@@ -142,6 +142,9 @@ def resolve(cfg: Config, info: Any, model: Any, overrides: list[str] | None = No
             f"{key} gives {wanted:,.0f} {info.unit}, less than one batch ({units_per_step:,} "
             f"{info.unit}); raise {key} or lower optim.batch_size")
     steps = max(1, round(wanted / units_per_step))
+    from scaling.train.schedule import check_schedule, warmup_steps
+
+    check_schedule(cfg.optim, steps, warmup_steps(cfg, steps))  # e.g. a wsd warmup past its decay start
     units = steps * units_per_step
     _fix_budget(cfg, info.unit, units)
     return RunSpec(

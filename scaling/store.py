@@ -58,6 +58,7 @@ UNFINISHED = frozenset({None, Status.PLANNED, Status.RUNNING, Status.INTERRUPTED
 
 METRIC_COLUMNS = ["step", "D_seen", "C_seen", "train_loss", "val_loss", "val_accuracy", "lr",
                   "throughput", "wall_time"]
+COUNT_COLUMNS = ("step", "D_seen")
 TABLE_COLUMNS = ["run_id", "sweep", "status", "family", "width", "depth", "seed", "N",
                  "N_nonembed", "D", "D_unique", "C", "loss"]
 
@@ -356,7 +357,7 @@ class RunFolder:
         writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _format(row.get(k)) for k in METRIC_COLUMNS})
+            writer.writerow({k: _format(row.get(k), k in COUNT_COLUMNS) for k in METRIC_COLUMNS})
         atomic_write_text(self.metrics_path, buffer.getvalue())
 
 
@@ -381,9 +382,11 @@ def _to_float(text: str) -> float:
     return float(text) if text not in ("", None) else math.nan
 
 
-def _format(value: Any) -> str:
+def _format(value: Any, count: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
+    if count:  # read back as floats on resume; a count stays written as an integer
+        return str(int(value))
     if isinstance(value, float):
         return repr(value)
     return str(value)

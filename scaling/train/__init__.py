@@ -1,16 +1,27 @@
 """Training one run with PyTorch Lightning.
 
-  schedule.py   learning-rate schedules
+  schedule.py   learning-rate schedules (no Lightning: planning reads them)
   module.py     the LightningModule (any family)
   data.py       the LightningDataModule: fixed order, exact resume, DDP shards
   callbacks.py  checkpoints, metrics.csv and record progress, fault injection, batch trace
-  run.py        train(spec): own the run folder, resume, fit, record the outcome
+  run.py        train(spec): own the run folder, resume or branch, fit, record the outcome
+
+Names are imported on first use, so that `scaling.train.schedule` costs no Lightning import.
 """
 
-from scaling.train.callbacks import AtomicCheckpoint, InjectedFailure
-from scaling.train.module import Diverged, ScalingModule
-from scaling.train.run import DamagedCheckpoint, Stopped, make_trainer, summary_line, train
-from scaling.train.schedule import lr_factor, warmup_steps
+from __future__ import annotations
 
-__all__ = ["AtomicCheckpoint", "DamagedCheckpoint", "Diverged", "InjectedFailure", "ScalingModule", "Stopped",
-           "lr_factor", "make_trainer", "summary_line", "train", "warmup_steps"]
+import importlib
+from typing import Any
+
+_HOMES = {"AtomicCheckpoint": "callbacks", "InjectedFailure": "callbacks", "Diverged": "module",
+          "ScalingModule": "module", "DamagedCheckpoint": "run", "Stopped": "run", "make_trainer": "run",
+          "summary_line": "run", "train": "run", "lr_factor": "schedule", "warmup_steps": "schedule"}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'scaling.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"scaling.train.{_HOMES[name]}"), name)
