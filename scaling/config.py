@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Optional
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from scaling.data import SOURCES, source
 from scaling.errors import ConfigError, fail, require_positive
@@ -251,22 +251,63 @@ def register_schemas() -> None:
 # ------------------------------------------------------------------------ compose
 
 
-def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Compose conf/config.yaml with Hydra overrides; Hydra's errors become ConfigError."""
+def compose_config(overrides: list[str] | tuple[str, ...] = (), sweeps: bool = True) -> DictConfig:
+    """Compose conf/config.yaml with Hydra overrides; Hydra's errors become ConfigError.
+
+    Hydra's sweep grammar (`model.width=16,32,64`, `optim.lr=choice(1e-3,3e-3)`, `seed=range(3)`)
+    becomes axes of sweep.axes: a grid (mode none becomes grid), or, for the other modes, a
+    product with the mode's own points. `sweeps=False` (scaling train) refuses them.
+    """
     register_schemas()
+    plain, axes = split_sweeps(overrides)
+    if axes and not sweeps:
+        key, values = next(iter(axes.items()))
+        raise ConfigError(f"{key}={','.join(map(str, values))} is a sweep of {len(values)} values; scaling train "
+                          "trains one config: use scaling sweep (scaling plan shows the runs)")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+            node = compose(config_name="config", overrides=plain)
     except Exception as exc:  # Hydra and OmegaConf raise many types; all are user errors here
         raise ConfigError(_explain_hydra_error(exc, overrides)) from exc
     finally:
         GlobalHydra.instance().clear()
+    return _with_axes(node, axes) if axes else node
+
+
+def split_sweeps(overrides: list[str] | tuple[str, ...]) -> tuple[list[str], dict[str, list[Any]]]:
+    """(plain overrides, {key: values} of the sweep overrides), parsed by Hydra's own override parser."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception as exc:  # a grammar error: Hydra's message names the override
+        raise ConfigError(_explain_hydra_error(exc, overrides)) from exc
+    plain, axes = [], {}
+    for text, override in zip(overrides, parsed):
+        if not override.is_sweep_override():
+            plain.append(text)
+        elif override.key_or_group in GROUPS:
+            raise ConfigError(f"{text} sweeps the config group {override.key_or_group}; sweep keys (model.width=16,32), "
+                              f"and run one sweep per {override.key_or_group} option")
+        else:
+            axes[override.key_or_group] = list(override.sweep_iterator())
+    return plain, axes
+
+
+def _with_axes(node: DictConfig, axes: dict[str, list[Any]]) -> DictConfig:
+    """The composed config with the command line's sweep axes added to sweep.axes."""
+    merged = {**OmegaConf.to_container(node.sweep.axes), **axes}
+    with open_dict(node):
+        node.sweep.axes = merged
+        if node.sweep.mode == "none":
+            node.sweep.mode = "grid"
+    return node
 
 
 def load_config(overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Compose, convert to typed objects and validate; the one entry point for commands."""
-    return finalize(to_object(compose_config(overrides)))
+    """Compose one run's config (no sweeps), convert to typed objects and validate."""
+    return finalize(to_object(compose_config(overrides, sweeps=False)))
 
 
 def finalize(cfg: Config) -> Config:

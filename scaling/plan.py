@@ -271,7 +271,11 @@ def check_mode(sweep: Any) -> None:
 def sweep_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
     """The sweep's points as {dotted key: value} dicts, in a deterministic order."""
     check_mode(sweep)
-    return SWEEP_MODES[sweep.mode](sweep, unit)
+    points = SWEEP_MODES[sweep.mode](sweep, unit)
+    if sweep.mode in ("none", "grid") or not sweep.axes:
+        return points
+    extra = grid_points(dict(sweep.axes), [list(g) for g in sweep.zip], [dict(e) for e in sweep.exclude])
+    return [{**point, **values} for point in points for values in extra]  # as Hydra combines sweeps
 
 
 def model_point(entry: Any) -> dict[str, Any]:

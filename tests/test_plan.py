@@ -75,3 +75,20 @@ PINNED = {
 def test_run_ids_are_those_of_the_previous_version(overrides, tmp_path):
     plan = plan_sweep([*overrides, f"run.root={tmp_path}"])
     assert [spec.run_id for spec in plan.runs] == PINNED[overrides]
+
+
+def test_hydra_sweep_grammar_makes_a_grid_and_combines_with_an_experiment(capsys):
+    grid = plan_sweep(["model.width=16,32", "optim.lr=choice(1e-3,3e-3)", "seed=range(2)", "budget.tokens=12800"])
+    assert grid.mode == "grid" and len(grid.runs) == 8
+    assert {(r.cfg.model.width, r.cfg.optim.lr, r.cfg.seed) for r in grid.runs} == {
+        (w, lr, s) for w in (16, 32) for lr in (1e-3, 3e-3) for s in (0, 1)}
+    quick = plan_sweep(["experiment=quickstart"])
+    both = plan_sweep(["experiment=quickstart", "optim.lr=1e-3,3e-3"])  # the experiment's points x the new axis
+    assert len(both.runs) == 2 * len(quick.runs) and {r.cfg.optim.lr for r in both.runs} == {1e-3, 3e-3}
+    assert main(["plan", "-m", "model.width=16,32", "budget.tokens=12800"]) == 0  # -m/--multirun: a synonym
+    assert "2 runs" in capsys.readouterr().out
+    for argv, says in ((["train", "model.width=16,32"], "use scaling sweep"), (["train", "-m"], "use scaling sweep"),
+                       (["plan", "model=gpt,cnn"], "sweeps the config group model")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1

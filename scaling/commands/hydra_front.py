@@ -8,6 +8,9 @@ from typing import Callable, Optional, Sequence
 from scaling.commands.errors import UsageError
 
 
+MULTIRUN = ("-m", "--multirun")
+
+
 @dataclass
 class HydraArgs:
     """What a Hydra-style command line says: overrides, flags, and the --cfg kind when asked."""
@@ -26,7 +29,8 @@ def config_help(command: str) -> str:
     for group, names in available_options().items():
         shown = [n for n in names if not n.endswith("_schema")]
         lines.append(f"  {group:<10} {', '.join(shown) if shown else '(none)'}")
-    lines += ["", "Override any key with key=value (e.g. model.width=128 budget.tokens=1000000).",
+    lines += ["", "Override any key with key=value (e.g. model.width=128 budget.tokens=1000000);",
+              "plan and sweep take Hydra's sweep grammar: model.width=16,32,64 optim.lr=choice(1e-3,3e-3) seed=range(3).",
               "--cfg job prints the composed config; -h/--help prints this."]
     return "\n".join(lines)
 
@@ -58,6 +62,10 @@ def hydra_front(command: str, allowed: tuple[str, ...] = (), help_extra: str = "
         if want_help:
             print(config_help(command) + help_extra)
             raise SystemExit(0)
+        if any(f in MULTIRUN for f in flags):  # @hydra.main users' habit: plan and sweep take sweeps anyway
+            if command == "train":
+                raise UsageError("scaling train trains one config; use scaling sweep for -m/--multirun")
+            flags = [f for f in flags if f not in MULTIRUN]
         unknown = [f for f in flags if f not in allowed]
         if unknown:
             takes = f"{', '.join(allowed)} and " if allowed else ""
