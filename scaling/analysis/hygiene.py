@@ -51,6 +51,9 @@ def exclusion_reasons(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
         status = frame["status"]
         bad = status.notna() & (status.astype(str) != Status.COMPLETED.value)
         reasons[bad] = "status " + status[bad].astype(str)
+        if "error" in frame.columns:  # a damaged record: its error names the file
+            damaged = status.astype(str) == "damaged"
+            reasons[damaged] = frame.loc[damaged, "error"].astype(str).str.split(";").str[0]
     if "trunk" in frame.columns:  # a constant-rate trunk never cooled down: its branches are the points
         trunk = frame["trunk"].fillna(False).astype(bool) & (reasons == "")
         reasons[trunk] = "a cooldown trunk (its branches are the points)"

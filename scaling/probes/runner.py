@@ -276,7 +276,10 @@ def probe_sweep(sweep_dir: Path | str, max_samples: int = DEFAULT_MAX_SAMPLES, u
         raise FileNotFoundError(f"{sweep_dir} does not exist; give a sweep folder (runs/NAME) or a run folder")
     results: dict[str, dict[str, Any]] = {}
     for folder in find_run_folders(sweep_dir):
-        if folder_row(folder)["status"] != "completed":  # a damaged record is skipped, not fatal
+        row = folder_row(folder)
+        if row["status"] == "damaged":  # named, skipped; the other runs go on
+            print(f"skipped: {row['error']}", file=sys.stderr)
+        if row["status"] != "completed":
             continue
         try:
             results[folder.path.name] = probe_run(folder.path, max_samples=max_samples, untrained=untrained,
