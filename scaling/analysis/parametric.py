@@ -19,6 +19,15 @@ from scaling.analysis.table import log_columns
 LBFGS_OPTIONS = ("memory", "max_iter", "ftol", "gtol", "c1", "max_backtracks")
 
 
+def _branch_clusters(kept: pd.DataFrame) -> str | None:
+    """Cooldown branches of one trunk share its training: the bootstrap draws them together
+    (a column `trunk_group`: the parent's run_id, or the run's own). None without branches."""
+    if "parent" not in kept.columns or kept["parent"].isna().all():
+        return None
+    kept["trunk_group"] = kept["parent"].fillna(kept.get("run_id", pd.Series(kept.index, index=kept.index)))
+    return "trunk_group"
+
+
 def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible: bool = True, delta: float = 1e-3,
                    grid: Mapping[str, Any] | None = None, starts: np.ndarray | None = None,
                    weights: str | Sequence[float] | None = None, bootstrap: int = 0, seed: int = 0,
@@ -40,6 +49,7 @@ def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible:
     result = _result(model, law_fit, kept, excluded, logx, logy, irreducible, seconds)
     corr = centred_correlation(model, law_fit.theta, logx, w)
     if bootstrap:
+        clusters = clusters or _branch_clusters(kept)
         cluster_labels = kept[clusters].to_numpy() if clusters else None
         corr = _add_bootstrap(result, law_fit, logx, logy, w, bootstrap, seed, level, cluster_labels, boot_starts,
                               lbfgs_options)
