@@ -56,6 +56,7 @@ def test_mup_gpt_groups_scale_hidden_learning_rates_only() -> None:
         assert (group_of(groups, table)["lr"], group_of(groups, table)["weight_decay"]) == (1e-2, 0.1)
     for vector in (block.attn.qkv.bias, block.ln_mlp.weight, model.ln_final.bias):
         assert (group_of(groups, vector)["lr"], group_of(groups, vector)["weight_decay"]) == (1e-2, 0.0)
+    assert groups[0]["lr"] == 1e-2  # metrics.csv logs the first group's rate as the run's
 
 
 def test_mup_gpt_init_logits_and_attention() -> None:

@@ -22,8 +22,7 @@ from torch import nn
 from scaling.accounting import training_flops
 from scaling.data.base import DataInfo
 from scaling.errors import ConfigError, fail, require_positive
-from scaling.models import Family, register_family
-from scaling.models import mup
+from scaling.models import Family, mup, register_family
 from scaling.models.base import ScalingModel
 
 

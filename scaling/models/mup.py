@@ -94,10 +94,11 @@ def param_groups(model: Any, model_cfg: Any, optim: Any) -> list[dict[str, Any]]
     hidden = list(model.hidden_weights())
     hidden_ids = {id(p) for p in hidden}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in hidden_ids]
-    groups = [{"params": [p for p in hidden if p.requires_grad], "lr": optim.lr / mult,
-               "weight_decay": optim.weight_decay * mult},
-              {"params": [p for p in rest if p.ndim >= 2], "lr": optim.lr, "weight_decay": optim.weight_decay},
-              {"params": [p for p in rest if p.ndim < 2], "lr": optim.lr, "weight_decay": 0.0}]
+    # Groups at optim.lr first: metrics.csv logs the first group's rate as the run's.
+    groups = [{"params": [p for p in rest if p.ndim >= 2], "lr": optim.lr, "weight_decay": optim.weight_decay},
+              {"params": [p for p in rest if p.ndim < 2], "lr": optim.lr, "weight_decay": 0.0},
+              {"params": [p for p in hidden if p.requires_grad], "lr": optim.lr / mult,
+               "weight_decay": optim.weight_decay * mult}]
     return [group for group in groups if group["params"]]
 
 
