@@ -28,8 +28,9 @@ def group_of(groups: list[dict], param: torch.Tensor) -> dict:
     return group
 
 
-def test_mup_at_the_base_width_is_sp_for_a_tied_gpt() -> None:
-    sp_cfg = GPTConfig(width=64, depth=2, head_dim=16)
+@pytest.mark.parametrize("tied", [True, False])
+def test_mup_at_the_base_width_is_sp(tied: bool) -> None:
+    sp_cfg = GPTConfig(width=64, depth=2, head_dim=16, tie_embeddings=tied)
     mup_cfg = dataclasses.replace(sp_cfg, parametrization="mup", base_width=64)
     sp, mup = built(sp_cfg, text_info(16)), built(mup_cfg, text_info(16))
     for (name, a), b in zip(sp.state_dict().items(), mup.state_dict().values()):
@@ -75,11 +76,13 @@ def test_mup_gpt_init_logits_and_attention() -> None:
     assert mup_attention_scale(dataclasses.replace(narrow, parametrization="sp")) is None
 
 
-def test_mup_untied_readout_starts_at_zero() -> None:
-    cfg = GPTConfig(width=128, depth=1, head_dim=32, tie_embeddings=False, parametrization="mup")
+def test_an_untied_readout_may_start_at_zero() -> None:
+    cfg = GPTConfig(width=128, depth=1, head_dim=32, tie_embeddings=False, parametrization="mup",
+                    readout_zero_init=True)
     model = built(cfg, text_info(8))
     assert not model.lm_head.weight.any()
     assert not model(torch.randint(0, 256, (1, 8))).any()
+    assert not built(CNNConfig(width=4, readout_zero_init=True), image_info(16, 1)).head.weight.any()
 
 
 def test_mup_cnn_hidden_layers_readout_and_groups() -> None:
@@ -90,7 +93,8 @@ def test_mup_cnn_hidden_layers_readout_and_groups() -> None:
     assert torch.equal(sp_convs[0].weight, mup_convs[0].weight)  # input weights as SP
     assert torch.equal(sp_convs[1].weight, mup_convs[1].weight)  # PyTorch's init is already by fan-in
     torch.testing.assert_close(mup_convs[1].bias, sp_convs[1].bias * 2)  # biases back to the base width's size
-    assert not mup.head.weight.any() and mup.head.output_mult == 0.25
+    torch.testing.assert_close(mup.head.weight, sp.head.weight * 2)  # the readout as at the base width
+    assert mup.head.output_mult == 0.25
     optim = OptimConfig(lr=1e-2, weight_decay=0.0)
     groups = param_groups(mup_cfg, mup, optim)
     assert [group_of(groups, p)["lr"] for p in mup.hidden_weights()] == [1e-2 / 4] * 4  # 2 convs, 2 linears
@@ -124,6 +128,7 @@ def test_base_width_is_out_of_the_run_identity_at_its_default() -> None:
     (["model=cnn", "data=digits", "model.parametrization=mup", "model.classifier_hidden=256"],
      ["model.classifier_hidden=256", "grow with model.width"]),
     (["model.parametrization=mu"], ["model.parametrization='mu'", "use sp or mup"]),
+    (["model.readout_zero_init=true"], ["model.readout_zero_init=True", "tied", "model.tie_embeddings=false"]),
 ])
 def test_bad_mup_input_is_one_line(overrides, words) -> None:
     with pytest.raises(ConfigError) as error:

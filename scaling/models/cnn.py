@@ -31,7 +31,7 @@ class CNNConfig:
     """AlexNet-style convnet. width scales every stage's channels, depth = conv blocks."""
 
     # Added after run ids were pinned: left out of the run identity at its default (plan.identity).
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("base_width",)
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("base_width", "readout_zero_init")
 
     family: str = "cnn"
     width: int = 16
@@ -43,6 +43,7 @@ class CNNConfig:
     preset: Optional[str] = None
     parametrization: str = "sp"  # sp | mup (μP: scaling/models/mup.py)
     base_width: int = 16  # mup: the width at which μP and SP coincide (hyperparameters tuned there)
+    readout_zero_init: bool = False  # the output layer starts at zero (logits 0 at init, any width)
 
 
 AUTO_ALEXNET_MIN_PX = 64  # "auto" uses the alexnet stem for inputs at least this large
@@ -130,15 +131,17 @@ class ConvNet(ScalingModel):
         self._flops_per_unit: Optional[float] = None
         if cfg.parametrization == "mup":
             self._apply_mup(mup.width_mult(cfg))
+        if cfg.readout_zero_init:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def _apply_mup(self, width_mult: float) -> None:
-        """μP from PyTorch's init, whose weight variance is already 1/fan_in: hidden biases back to
-        their size at the base width (as mup's set_base_shapes rescales them), logits x 1/width_mult,
-        the readout zero-initialised (see scaling.models.mup)."""
-        mup.rescale_([m.bias for m in self.hidden_layers()], width_mult ** 0.5)
+        """μP from PyTorch's init, whose weight variance is already 1/fan_in: hidden biases and the
+        readout back to their size at the base width (as mup's set_base_shapes rescales them),
+        logits x 1/width_mult."""
+        layers = self.hidden_layers()
+        mup.rescale_([m.bias for m in layers] + [self.head.weight, self.head.bias], width_mult ** 0.5)
         self.head.output_mult = 1.0 / width_mult
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
 
     def hidden_layers(self) -> list[nn.Module]:
         """Every conv after the first and the classifier's linears: both fans grow with width."""

@@ -30,7 +30,7 @@ class GPTConfig:
     """Decoder-only transformer. width = d_model, depth = number of blocks."""
 
     # Added after run ids were pinned: left out of the run identity at its default (plan.identity).
-    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("base_width",)
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("base_width", "readout_zero_init")
 
     family: str = "gpt"
     width: int = 64
@@ -43,6 +43,7 @@ class GPTConfig:
     preset: Optional[str] = None
     parametrization: str = "sp"  # sp | mup (μP: scaling/models/mup.py)
     base_width: int = 64  # mup: the width at which μP and SP coincide (hyperparameters tuned there)
+    readout_zero_init: bool = False  # an untied lm head starts at zero (logits 0 at init, any width)
 
 
 # Sizes are data: preset name -> config values (minGPT's small ones, then GPT-2's).
@@ -139,14 +140,14 @@ class GPT(ScalingModel):
         self._init_weights()
         if cfg.parametrization == "mup":
             self._apply_mup(mup.width_mult(cfg))
+        if cfg.readout_zero_init:
+            nn.init.zeros_(self.lm_head.weight)
 
     def _apply_mup(self, width_mult: float) -> None:
         """μP from SP's init: hidden weights' std / sqrt(width_mult) (variance by fan-in, SP's at the
-        base width), logits x 1/width_mult, an untied head zero-initialised (see scaling.models.mup)."""
+        base width), logits x 1/width_mult (also through a tied head)."""
         mup.rescale_(self.hidden_weights(), width_mult ** -0.5)
         self.lm_head.output_mult = 1.0 / width_mult
-        if not self.tied:
-            nn.init.zeros_(self.lm_head.weight)
 
     def hidden_weights(self) -> list[nn.Parameter]:
         """The matrices whose fan-in and fan-out both grow with width (μP's hidden weights)."""
@@ -225,6 +226,9 @@ def validate(cfg: GPTConfig) -> None:
     """Sizes are positive and the width splits into heads of head_dim."""
     require_positive(cfg, "model", ["width", "depth", "head_dim", "mlp_ratio", "vocab_size"])
     mup.validate_base_width(cfg)
+    if cfg.readout_zero_init and cfg.tie_embeddings:
+        fail("model.readout_zero_init", True, "would zero the token embedding the head is tied to",
+             "set model.tie_embeddings=false as well")
     if cfg.width > cfg.head_dim and cfg.width % cfg.head_dim:
         fail("model.width", cfg.width, f"is not divisible into heads of model.head_dim={cfg.head_dim}",
              f"use a multiple of {cfg.head_dim} or change model.head_dim")

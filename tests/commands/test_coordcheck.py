@@ -24,16 +24,17 @@ def growth(frame: pd.DataFrame, layer: str, step: int) -> float:
 
 
 def test_gpt_mup_is_flat_and_sp_logits_grow() -> None:
-    untied = [*SMALL_GPT, "model.tie_embeddings=false"]
+    untied = [*SMALL_GPT, "model.tie_embeddings=false", "model.readout_zero_init=true"]
     mup = slopes(measure([*untied, "model.parametrization=mup"], WIDTHS, 3))
     assert len(mup) == 3 * 22 and mup["layer"].iloc[-1] == "lm_head"  # every layer of 2 blocks, each step
     assert (mup["spread"] < 2).all(), mup[mup["spread"] >= 2]
-    sp = measure([*untied, "model.parametrization=sp"], WIDTHS, 3)
+    sp = measure([*SMALL_GPT, "model.tie_embeddings=false"], WIDTHS, 3)
     assert all(growth(sp, "lm_head", step) > 2 for step in (1, 2, 3))
 
 
 def test_gpt_mup_with_a_tied_head_only_the_initial_logits_shrink() -> None:
-    """A tied head cannot start at zero: its logits at init shrink like width^-1/2 (scaling.models.mup)."""
+    """A readout that does not start at zero (a tied one cannot): μP's logits at init shrink like
+    width^-1/2 (scaling.models.mup), and never grow."""
     frame = measure([*SMALL_GPT, "model.parametrization=mup"], WIDTHS, 3)
     table = slopes(frame)
     others = table[table["layer"] != "lm_head"]
@@ -45,7 +46,7 @@ def test_gpt_mup_with_a_tied_head_only_the_initial_logits_shrink() -> None:
 
 def test_cnn_mup_is_flat_and_sp_logits_grow() -> None:
     widths = [4, 8, 16, 32]  # the classifier is 64 x width wide: 2048 at width 32
-    mup = slopes(measure([*SMALL_CNN, "model.parametrization=mup"], widths, 3))
+    mup = slopes(measure([*SMALL_CNN, "model.parametrization=mup", "model.readout_zero_init=true"], widths, 3))
     assert (mup["spread"] < 2).all(), mup[mup["spread"] >= 2]
     sp = measure(SMALL_CNN, widths, 3)
     assert growth(sp, "head", 2) > 2 and growth(sp, "head", 3) > 2
