@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -13,8 +14,8 @@ from scaling.models import build_model, param_groups
 from scaling.models.cnn import CNNConfig
 from scaling.models.gpt import GPTConfig, mup_attention_scale
 from scaling.plan import identity, plan_run
-from scaling.train import ScalingModule
-from tests.conftest import TINY_GPT, image_info, text_info
+from scaling.train import ScalingModule, train
+from tests.conftest import TINY_GPT, image_info, text_info, tiny
 
 
 def built(cfg, info, seed: int = 0):
@@ -141,3 +142,12 @@ def test_bad_mup_input_is_one_line(overrides, words) -> None:
 def test_mup_refuses_a_preset_whose_hidden_size_is_fixed() -> None:
     with pytest.raises(ConfigError, match="model.classifier_hidden=4096"):
         build_model(CNNConfig(preset="alexnet", parametrization="mup"), image_info(64, 3))
+
+
+def test_a_mup_run_trains_and_logs_optim_lr(runs_root) -> None:
+    cfg = tiny(TINY_GPT, runs_root, "model.width=64", "model.base_width=32", "model.parametrization=mup",
+               "budget.tokens=5120", "optim.warmup_steps=1", "optim.schedule=constant", "trainer.log_every=1")
+    record = train(plan_run(cfg))
+    assert record["status"] == "completed" and math.isfinite(record["loss"])
+    logged = pd.read_csv(plan_run(cfg).path / "metrics.csv")["lr"].dropna()
+    assert logged.iloc[-1] == pytest.approx(cfg.optim.lr)  # the run's rate, not the hidden groups' lr / 2
