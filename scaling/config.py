@@ -471,6 +471,7 @@ def _validate_optim(optim: OptimConfig) -> None:
     _require_range("optim.beta2", optim.beta2, 0.0, 1.0, "0.95")
     _require_range("optim.warmup_fraction", optim.warmup_fraction, 0.0, 1.0, "0.05")
     _require_range("optim.min_lr_ratio", optim.min_lr_ratio, 0.0, 1.0, "0.1", closed=True)
+    _validate_schedule(optim)
     if optim.weight_decay < 0:
         fail("optim.weight_decay", optim.weight_decay, "must be >= 0", "use 0 for no weight decay")
     if optim.grad_clip < 0:

@@ -15,7 +15,7 @@ from scaling.commands.base import Command
 from scaling.commands.errors import BUG_LINE, UsageError, guarded
 from scaling.config import ConfigError
 
-HYDRA_COMMANDS = ("train", "plan", "sweep")
+HYDRA_COMMANDS = ("train", "plan", "sweep", "coordcheck")  # coordcheck: overrides + its own flags
 
 
 def test_usage_lists_every_registered_command(capsys):

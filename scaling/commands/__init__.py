@@ -14,7 +14,7 @@ from typing import Sequence
 from scaling.commands.base import Command
 from scaling.commands.errors import UsageError, guarded
 
-NAMES = ("train", "plan", "sweep", "status", "fit", "report", "probe", "pull")
+NAMES = ("train", "plan", "sweep", "status", "fit", "report", "probe", "pull", "coordcheck")
 
 
 def get(name: str) -> Command:
@@ -27,9 +27,10 @@ def get(name: str) -> Command:
 def usage() -> str:
     """`scaling --help`: every command with its synopsis and one line of help."""
     lines = ["usage: scaling <command> [options]", "", "commands:"]
+    pad = max(map(len, NAMES)) + 2
     for name in NAMES:
         command = get(name)
-        lines.append(f"  {command.name:<8}{command.synopsis:<23}{command.help}")
+        lines.append(f"  {command.name:<{pad}}{command.synopsis:<23}{command.help}")
     lines += ["", "`scaling <command> --help` for a command's options."]
     return "\n".join(lines)
 

@@ -7,13 +7,14 @@ adaptive average pool and a three-layer classifier (dropout, linear, ReLU, dropo
 ReLU, linear). Stems: "alexnet" (11x11 stride 4, 3x3/2 pooling, 6x6 adaptive pool: exactly
 torchvision's AlexNet at every size where that one runs), "small" (3x3 stride 1, 2x2/2 pooling,
 adaptive pool to at most 6x6 so that small images do not replicate a tiny map), "auto"
-(alexnet from 64 px, else small). Shapes: B batch, C channels, H x W feature map.
+(alexnet from 64 px, else small). model.parametrization=mup is μP relative to model.base_width
+(scaling/models/mup.py). Shapes: B batch, C channels, H x W feature map.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import nn
@@ -21,13 +22,16 @@ from torch import nn
 from scaling.accounting import training_flops
 from scaling.data.base import DataInfo
 from scaling.errors import ConfigError, fail, require_positive
-from scaling.models import Family, register_family
+from scaling.models import Family, mup, register_family
 from scaling.models.base import ScalingModel
 
 
 @dataclass
 class CNNConfig:
     """AlexNet-style convnet. width scales every stage's channels, depth = conv blocks."""
+
+    # Added after run ids were pinned: left out of the run identity at its default (plan.identity).
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("base_width", "readout_zero_init")
 
     family: str = "cnn"
     width: int = 16
@@ -37,7 +41,9 @@ class CNNConfig:
     dropout: float = 0.5
     stem: str = "auto"  # auto | alexnet | small
     preset: Optional[str] = None
-    parametrization: str = "sp"
+    parametrization: str = "sp"  # sp | mup (μP: scaling/models/mup.py)
+    base_width: int = 16  # mup: the width at which μP and SP coincide (hyperparameters tuned there)
+    readout_zero_init: bool = False  # the output layer starts at zero (logits 0 at init, any width)
 
 
 AUTO_ALEXNET_MIN_PX = 64  # "auto" uses the alexnet stem for inputs at least this large
@@ -120,9 +126,31 @@ class ConvNet(ScalingModel):
         self.pool = nn.AdaptiveAvgPool2d(pool)
         hidden = cfg.classifier_hidden or 64 * cfg.width
         self.classifier = classifier(conv_channels * pool[0] * pool[1], hidden, cfg.dropout)
-        self.head = nn.Linear(hidden, num_classes)
+        self.head = mup.Readout(hidden, num_classes)
         self.stem = stem
         self._flops_per_unit: Optional[float] = None
+        if cfg.parametrization == "mup":
+            self._apply_mup(mup.width_mult(cfg))
+        if cfg.readout_zero_init:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def _apply_mup(self, width_mult: float) -> None:
+        """μP from PyTorch's init, whose weight variance is already 1/fan_in: hidden biases and the
+        readout back to their size at the base width (as mup's set_base_shapes rescales them),
+        logits x 1/width_mult."""
+        layers = self.hidden_layers()
+        mup.rescale_([m.bias for m in layers] + [self.head.weight, self.head.bias], width_mult ** 0.5)
+        self.head.output_mult = 1.0 / width_mult
+
+    def hidden_layers(self) -> list[nn.Module]:
+        """Every conv after the first and the classifier's linears: both fans grow with width."""
+        convs = [m for m in self.convs if isinstance(m, nn.Conv2d)][1:]
+        return convs + [m for m in self.classifier if isinstance(m, nn.Linear)]
+
+    def hidden_weights(self) -> list[nn.Parameter]:
+        """μP's hidden weights (their learning rate is scaled by 1/width_mult)."""
+        return [m.weight for m in self.hidden_layers()]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C, H, W] -> penultimate activation [B, hidden]."""
@@ -161,9 +189,13 @@ def build(cfg: CNNConfig, info: DataInfo) -> ConvNet:
 def validate(cfg: CNNConfig) -> None:
     """Sizes are positive and the stem is one there is."""
     require_positive(cfg, "model", ["width", "depth", "classifier_hidden"])
+    mup.validate_base_width(cfg)
+    if cfg.parametrization == "mup" and cfg.classifier_hidden is not None:
+        fail("model.classifier_hidden", cfg.classifier_hidden, "is fixed, but under model.parametrization=mup "
+             "every hidden size must grow with model.width", "leave model.classifier_hidden unset (null)")
     if cfg.stem not in ("auto", *CONV_SPECS):
         fail("model.stem", cfg.stem, "is not a stem", "use auto, alexnet or small")
 
 
 register_family(Family(name="cnn", schema=CNNConfig, build=build, data_kind="image", presets=PRESETS,
-                       validate=validate))
+                       validate=validate, parametrizations=mup.PARAMETRIZATIONS, param_groups=mup.param_groups))

@@ -2,6 +2,7 @@
 
 width = d_model, depth = number of blocks; heads = max(1, width // head_dim); the MLP is
 mlp_ratio * width wide; the context is the data's seq_len (learned position embeddings).
+model.parametrization=mup is μP relative to model.base_width (scaling/models/mup.py).
 Shapes: B batch, T time (<= seq_len), C width, H heads, V vocabulary.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ from torch import nn
 from scaling.accounting import gpt_flops_per_token
 from scaling.data.base import DataInfo
 from scaling.errors import ConfigError, fail, require_positive
-from scaling.models import Family, register_family
+from scaling.models import Family, mup, register_family
 from scaling.models.base import ScalingModel
 
 INIT_STD = 0.02
@@ -27,6 +28,9 @@ INIT_STD = 0.02
 @dataclass
 class GPTConfig:
     """Decoder-only transformer. width = d_model, depth = number of blocks."""
+
+    # Added after run ids were pinned: left out of the run identity at its default (plan.identity).
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("base_width", "readout_zero_init")
 
     family: str = "gpt"
     width: int = 64
@@ -37,7 +41,9 @@ class GPTConfig:
     dropout: float = 0.0
     tie_embeddings: bool = True
     preset: Optional[str] = None
-    parametrization: str = "sp"  # "sp" today; "mup" is planned (DESIGN.md)
+    parametrization: str = "sp"  # sp | mup (μP: scaling/models/mup.py)
+    base_width: int = 64  # mup: the width at which μP and SP coincide (hyperparameters tuned there)
+    readout_zero_init: bool = False  # an untied lm head starts at zero (logits 0 at init, any width)
 
 
 # Sizes are data: preset name -> config values (minGPT's small ones, then GPT-2's).
@@ -60,10 +66,11 @@ def num_heads(width: int, head_dim: int) -> int:
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with one fused qkv projection."""
 
-    def __init__(self, width: int, heads: int, dropout: float) -> None:
+    def __init__(self, width: int, heads: int, dropout: float, scale: Optional[float] = None) -> None:
         super().__init__()
         self.heads = heads
         self.dropout = dropout
+        self.scale = scale  # attention-logit scale; None: 1/sqrt(head size) (SP)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)  # residual projection (scaled init)
         self.resid_dropout = nn.Dropout(dropout)
@@ -75,7 +82,7 @@ class CausalSelfAttention(nn.Module):
         shape = (batch, time, self.heads, width // self.heads)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))  # each [B, H, T, C/H]
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # [B, H, T, C/H]
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=self.scale)  # [B, H, T, C/H]
         y = y.transpose(1, 2).contiguous().view(batch, time, width)  # [B, T, C]
         return self.resid_dropout(self.proj(y))
 
@@ -97,10 +104,11 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: int, dropout: float) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: int, dropout: float,
+                 scale: Optional[float] = None) -> None:
         super().__init__()
         self.ln_attn = nn.LayerNorm(width)
-        self.attn = CausalSelfAttention(width, heads, dropout)
+        self.attn = CausalSelfAttention(width, heads, dropout, scale)
         self.ln_mlp = nn.LayerNorm(width)
         self.mlp = MLP(width, mlp_ratio, dropout)
 
@@ -121,14 +129,31 @@ class GPT(ScalingModel):
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
         self.position_embedding = nn.Embedding(seq_len, cfg.width)
         self.dropout = nn.Dropout(cfg.dropout)
+        scale = mup_attention_scale(cfg)
         self.blocks = nn.ModuleList(
-            Block(cfg.width, heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+            Block(cfg.width, heads, cfg.mlp_ratio, cfg.dropout, scale) for _ in range(cfg.depth))
         self.ln_final = nn.LayerNorm(cfg.width)
-        self.lm_head = nn.Linear(cfg.width, cfg.vocab_size, bias=False)
+        self.lm_head = mup.Readout(cfg.width, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.token_embedding.weight
         self.tied = cfg.tie_embeddings
         self._init_weights()
+        if cfg.parametrization == "mup":
+            self._apply_mup(mup.width_mult(cfg))
+        if cfg.readout_zero_init:
+            nn.init.zeros_(self.lm_head.weight)
+
+    def _apply_mup(self, width_mult: float) -> None:
+        """μP from SP's init: hidden weights' std / sqrt(width_mult) (variance by fan-in, SP's at the
+        base width), logits x 1/width_mult (also through a tied head)."""
+        mup.rescale_(self.hidden_weights(), width_mult ** -0.5)
+        self.lm_head.output_mult = 1.0 / width_mult
+
+    def hidden_weights(self) -> list[nn.Parameter]:
+        """The matrices whose fan-in and fan-out both grow with width (μP's hidden weights)."""
+        layers = [layer for block in self.blocks
+                  for layer in (block.attn.qkv, block.attn.proj, block.mlp.fc, block.mlp.proj)]
+        return [layer.weight for layer in layers]
 
     def _init_weights(self) -> None:
         """GPT-2 init: N(0, 0.02) weights, zero biases, residual projections / sqrt(2 depth)."""
@@ -173,6 +198,16 @@ class GPT(ScalingModel):
         return self.lm_head
 
 
+def mup_attention_scale(cfg: GPTConfig) -> Optional[float]:
+    """The attention-logit scale: None (SDPA's 1/sqrt(head size)) under sp; μP's, relative to
+    the head size at base_width, under mup."""
+    if cfg.parametrization != "mup":
+        return None
+    head_size = cfg.width / num_heads(cfg.width, cfg.head_dim)
+    base_head_size = cfg.base_width / num_heads(cfg.base_width, cfg.head_dim)
+    return mup.attention_scale(head_size, base_head_size)
+
+
 def build(cfg: GPTConfig, info: DataInfo) -> GPT:
     """A GPT for `info`'s context length; refuses a width its heads do not divide."""
     heads = num_heads(cfg.width, cfg.head_dim)
@@ -190,10 +225,14 @@ def build(cfg: GPTConfig, info: DataInfo) -> GPT:
 def validate(cfg: GPTConfig) -> None:
     """Sizes are positive and the width splits into heads of head_dim."""
     require_positive(cfg, "model", ["width", "depth", "head_dim", "mlp_ratio", "vocab_size"])
+    mup.validate_base_width(cfg)
+    if cfg.readout_zero_init and cfg.tie_embeddings:
+        fail("model.readout_zero_init", True, "would zero the token embedding the head is tied to",
+             "set model.tie_embeddings=false as well")
     if cfg.width > cfg.head_dim and cfg.width % cfg.head_dim:
         fail("model.width", cfg.width, f"is not divisible into heads of model.head_dim={cfg.head_dim}",
              f"use a multiple of {cfg.head_dim} or change model.head_dim")
 
 
 register_family(Family(name="gpt", schema=GPTConfig, build=build, data_kind="text", presets=PRESETS,
-                       validate=validate))
+                       validate=validate, parametrizations=mup.PARAMETRIZATIONS, param_groups=mup.param_groups))
