@@ -130,7 +130,8 @@ def planned_record(spec: Any) -> dict[str, Any]:
     return {**spec.summary(), "status": Status.PLANNED, "unit": spec.unit,
             "flops_per_unit": spec.flops_per_unit, "units_per_step": spec.units_per_step,
             "budget_flops": cfg.budget.flops, "lr": cfg.optim.lr, "batch_size": cfg.optim.batch_size,
-            "seq_len": getattr(cfg.data, "seq_len", None), "data": cfg.data.name}
+            "seq_len": getattr(cfg.data, "seq_len", None), "data": cfg.data.name,
+            "parametrization": getattr(cfg.model, "parametrization", "sp")}
 
 
 def owner_facts() -> dict[str, Any]:
