@@ -106,7 +106,10 @@ def test_run_root_that_is_a_file_is_refused(tmp_path):
 def test_unknown_sweep_mode_lists_the_modes():
     with pytest.raises(ConfigError) as error:
         plan_sweep(["sweep.mode=ladderz", "sweep.models=[]"])
-    assert str(error.value) == "sweep.mode='ladderz' is not a sweep mode; use one of none, grid, data, isoflop"
+    from scaling.plan import SWEEP_MODES
+
+    assert str(error.value) == f"sweep.mode='ladderz' is not a sweep mode; use one of {', '.join(SWEEP_MODES)}"
+    assert "none, grid, data, isoflop" in str(error.value)
     with pytest.raises(ConfigError, match=r"sweep.data_sizes\[1\]=inf is not a finite number"):
         plan_sweep(["experiment=quickstart", "sweep.data_sizes=[1000,inf]"])
 

@@ -51,8 +51,9 @@ def _spawn(threads: int) -> _Worker:
     return _Worker(process)
 
 
-def launch(plan: Plan, out: IO = sys.stdout) -> int:
+def launch(plan: Plan, out: Optional[IO] = None) -> int:
     """Run every not-yet-completed run of the plan, `launcher.parallel` at a time; 0 when all completed."""
+    out = out or sys.stdout  # looked up now: a test (or a caller) may have replaced it
     parallel = plan.launcher.parallel
     done, todo = split_pending(plan)
     if not todo:

@@ -262,8 +262,9 @@ def _finished(run: Tracked, record: dict[str, Any], progress: Progress, out: IO)
 # ---------------------------------------------------------------------------- entry
 
 
-def launch(plan: Plan, out: IO = sys.stdout) -> int:
+def launch(plan: Plan, out: Optional[IO] = None) -> int:
     """Submit the plan's unfinished runs as one SLURM job array, watch them, return the exit code."""
+    out = out or sys.stdout  # looked up now: a test (or a caller) may have replaced it
     done, todo = split_pending(plan)
     if not todo:
         print(f"sweep {plan.name}: nothing to train, all {len(done)} runs are already completed", file=out)

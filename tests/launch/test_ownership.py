@@ -16,7 +16,7 @@ from scaling.plan import plan_sweep
 from scaling.store import RunFolder, Status, load_runs
 from tests.conftest import TINY_GPT, wait_for
 
-GRID = [*TINY_GPT, "sweep=grid", "sweep.name=own", "++sweep.axes={model.width:[16,32,48]}", "budget.tokens=40000",
+GRID = [*TINY_GPT, "sweep=grid", "sweep.name=own", "++sweep.axes={model.width:[16,32,48]}", "budget.tokens=20480",
         "trainer.threads=1"]
 
 
