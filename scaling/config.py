@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
@@ -61,7 +61,14 @@ class TrainerConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warmup and cosine decay to the end of the run's own budget."""
+    """AdamW with linear warmup, then optim.schedule over the run's own budget (scaling/train/schedule.py)."""
+
+    # The names of scaling.train.schedule's SCHEDULES and DECAY_SHAPES (a test holds them equal).
+    SCHEDULES: ClassVar[tuple[str, ...]] = ("cosine", "wsd", "constant", "linear")
+    DECAY_SHAPES: ClassVar[tuple[str, ...]] = ("linear", "sqrt")
+    # Added after run ids were pinned: at its default such a field is left out of the run
+    # identity (scaling.plan.identity), so a config that does not set it keeps its run_id.
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = ("schedule", "decay_fraction", "decay_shape")
 
     name: str = "adamw"
     lr: float = 3e-3
@@ -72,6 +79,9 @@ class OptimConfig:
     eps: float = 1e-8
     warmup_fraction: float = 0.05
     warmup_steps: Optional[int] = None  # overrides warmup_fraction when set
+    schedule: str = "cosine"  # cosine | wsd | constant | linear; decays to min_lr_ratio * lr
+    decay_fraction: float = 0.2  # wsd: the last fraction of the steps decays (the cooldown)
+    decay_shape: str = "linear"  # wsd: linear | sqrt (1 - sqrt, Hägele et al. 2024)
     grad_clip: float = 1.0
     batch_size: int = 32  # global batch, in sequences or images, split across devices
     grad_accum: int = 1
@@ -417,6 +427,7 @@ def _validate_optim(optim: OptimConfig) -> None:
     _require_range("optim.beta2", optim.beta2, 0.0, 1.0, "0.95")
     _require_range("optim.warmup_fraction", optim.warmup_fraction, 0.0, 1.0, "0.05")
     _require_range("optim.min_lr_ratio", optim.min_lr_ratio, 0.0, 1.0, "0.1", closed=True)
+    _validate_schedule(optim)
     if optim.weight_decay < 0:
         fail("optim.weight_decay", optim.weight_decay, "must be >= 0", "use 0 for no weight decay")
     if optim.grad_clip < 0:
@@ -435,6 +446,18 @@ def _validate_trainer(trainer: TrainerConfig) -> None:
         fail("trainer.devices", devices, "must be a positive int or auto", "use for example trainer.devices=2")
     if trainer.accelerator not in ACCELERATORS:
         fail("trainer.accelerator", trainer.accelerator, "is not an accelerator", f"use one of {', '.join(ACCELERATORS)}")
+
+
+def _validate_schedule(optim: OptimConfig) -> None:
+    if optim.schedule not in OptimConfig.SCHEDULES:
+        fail("optim.schedule", optim.schedule, "is not a schedule", f"use one of {', '.join(OptimConfig.SCHEDULES)}")
+    if not 0.0 < optim.decay_fraction <= 1.0:
+        fail("optim.decay_fraction", optim.decay_fraction, "must be in (0, 1]", "use for example 0.2")
+    if optim.decay_shape not in OptimConfig.DECAY_SHAPES:
+        fail("optim.decay_shape", optim.decay_shape, "is not a decay shape", "use linear or sqrt")
+    if optim.schedule == "wsd" and optim.warmup_steps is None and optim.warmup_fraction + optim.decay_fraction > 1:
+        fail("optim.warmup_fraction", optim.warmup_fraction, f"is longer than wsd's stable phase (the decay "
+             f"takes the last optim.decay_fraction={optim.decay_fraction})", "lower one of the two")
 
 
 def _validate_budget(cfg: Config) -> None:

@@ -7,6 +7,7 @@ metadata and file sizes) and counts N and FLOPs on meta-device models.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -90,8 +91,21 @@ def identity(cfg: Config, data_units: int) -> dict[str, Any]:
         else:
             for key in keys:
                 full.get(section, {}).pop(key, None)
+    _drop_later_defaults(full, cfg)
     full["D"] = int(data_units)
     return full
+
+
+def _drop_later_defaults(full: dict[str, Any], cfg: Config) -> None:
+    """Leave out the fields a section added after run ids were pinned (its LATER_FIELDS) while at their default."""
+    for section, values in full.items():
+        obj = getattr(cfg, section, None)
+        if not (dataclasses.is_dataclass(obj) and isinstance(values, dict)):
+            continue
+        defaults = {f.name: f.default for f in dataclasses.fields(obj)}
+        for key in getattr(obj, "LATER_FIELDS", ()):
+            if key in values and values[key] == defaults.get(key):
+                del values[key]
 
 
 def requested_units(cfg: Config, flops_per_unit: float) -> float:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from scaling.plan import RunSpec
-from scaling.train.schedule import lr_factor, warmup_steps
+from scaling.train.schedule import schedule_for
 
 
 class Diverged(RuntimeError):
@@ -61,9 +61,7 @@ class ScalingModule(pl.LightningModule):
         cfg = self.spec.cfg.optim
         groups = param_groups(self.spec.cfg.model, self.model, cfg)  # the family's (μP scales them)
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
-        total, warm = self.spec.steps, warmup_steps(self.spec.cfg, self.spec.steps)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, total, warm, cfg.min_lr_ratio))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_for(self.spec.cfg, self.spec.steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
