@@ -105,7 +105,7 @@ def test_run_root_that_is_a_file_is_refused(tmp_path):
 def test_unknown_sweep_mode_lists_the_modes():
     with pytest.raises(ConfigError) as error:
         plan_sweep(["sweep.mode=ladderz", "sweep.models=[]"])
-    assert str(error.value) == "sweep.mode='ladderz' is not a sweep mode; use one of none, grid, data, isoflop"
+    assert str(error.value) == "sweep.mode='ladderz' is not a sweep mode; use one of none, grid, data, isoflop, ladder"
     with pytest.raises(ConfigError, match=r"sweep.data_sizes\[1\]=inf is not a finite number"):
         plan_sweep(["experiment=quickstart", "sweep.data_sizes=[1000,inf]"])
 
