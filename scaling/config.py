@@ -183,13 +183,25 @@ class SweepConfig:
       points matching every item of an `exclude` entry are dropped.
     data: every model of `models` at every size of `data_sizes` (nested: D in the data's unit).
     isoflop: every model of `models` at every compute budget of `budgets` (D = C / FLOPs per unit).
+    ladder: per compute budget (`budgets`, or `budget_range` + `budget_count`), `sizes_per_budget`
+      widths whose N is spaced evenly in log N within +-`span` decades of the prior's optimum
+      N_opt = sqrt(C / (6 tokens_per_param_prior)); batch from `batch_rule` (in the data's unit,
+      of C), in [batch_min, batch_max] samples, lowered so each run takes >= `min_steps` steps.
+      `holdout_budgets` (K: the top K budgets, or a list of budgets) are targets the fit never sees;
+      `holdout_sizes` (if set) keeps only that many central sizes at a target budget.
     `models` holds widths (with a model.depth rule) or [width, depth] pairs. `rules` set keys from
     expressions of width, depth, N, N_nonembed, D, C (e.g. optim.lr: 3e-3 * (N / 1e6) ** -0.25),
     applied in order after the axes.
     """
 
+    # Added after run ids were pinned (scaling.plan.identity leaves them out while at their default;
+    # the sweep section is outside run identity anyway).
+    LATER_FIELDS: ClassVar[tuple[str, ...]] = (
+        "budget_range", "budget_count", "tokens_per_param_prior", "sizes_per_budget", "span", "batch_rule",
+        "batch_min", "batch_max", "min_steps", "holdout_budgets", "holdout_sizes", "width_step", "max_width")
+
     name: str = "default"
-    mode: str = "none"  # none | grid | data | isoflop
+    mode: str = "none"  # none | grid | data | isoflop | ladder
     axes: dict[str, Any] = field(default_factory=dict)
     zip: list[list[str]] = field(default_factory=list)
     exclude: list[dict[str, Any]] = field(default_factory=list)
@@ -203,6 +215,19 @@ class SweepConfig:
     flops_per_second: Optional[float] = None  # this machine's achieved rate (None: measured)
     gpu_flops: float = 989e12  # peak of the GPU the totals are quoted for (H100 bf16 dense)
     utilisation: float = 0.4  # model FLOPs utilisation assumed for GPU hours
+    budget_range: list[float] = field(default_factory=list)  # ladder: [low, high] FLOPs, log-spaced
+    budget_count: int = 0  # ladder: how many budgets in budget_range
+    tokens_per_param_prior: float = 20.0  # ladder: the expected compute-optimal D / N
+    sizes_per_budget: int = 5  # ladder: model sizes per budget
+    span: float = 0.5  # ladder: sizes within +-span decades of N around the expected optimum
+    batch_rule: str = "0.292 * C ** 0.3271"  # ladder: batch in the data's unit (DeepSeek LLM's B_opt)
+    batch_min: int = 4  # ladder: fewest samples (sequences) per batch
+    batch_max: int = 512  # ladder: most samples per batch
+    min_steps: int = 200  # ladder: fewest optimizer steps a run may take (fewer: skipped)
+    holdout_budgets: Any = 0  # ladder: K (the top K budgets) or a list of budgets: fit targets
+    holdout_sizes: int = 0  # ladder: a target budget trains only its this many central sizes (0: all)
+    width_step: int = 8  # ladder: widths searched are multiples of this
+    max_width: int = 8192  # ladder: the widest model searched
 
 
 # --------------------------------------------------------------------------- root
@@ -421,6 +446,7 @@ def validate(cfg: Config) -> None:
     _validate_trainer(cfg.trainer)
     _validate_budget(cfg)
     _validate_run(cfg)
+    _validate_sweep(cfg.sweep)
 
 
 def refuse_non_finite(value: Any, key: str) -> None:
@@ -502,7 +528,28 @@ def _validate_schedule(optim: OptimConfig) -> None:
         fail("optim.decay_shape", optim.decay_shape, "is not a decay shape", "use linear or sqrt")
     if optim.schedule == "wsd" and optim.warmup_steps is None and optim.warmup_fraction + optim.decay_fraction > 1:
         fail("optim.warmup_fraction", optim.warmup_fraction, f"is longer than wsd's stable phase (the decay "
-              f"takes the last optim.decay_fraction={optim.decay_fraction})", "lower one of the two")
+             f"takes the last optim.decay_fraction={optim.decay_fraction})", "lower one of the two")
+
+
+def _validate_sweep(sweep: SweepConfig) -> None:
+    """The ladder's knobs (checked in every mode: they are plain numbers with one meaning)."""
+    require_positive(sweep, "sweep", ["tokens_per_param_prior", "span", "sizes_per_budget", "min_steps",
+                                      "batch_min", "width_step", "max_width"])
+    if sweep.holdout_sizes < 0:
+        fail("sweep.holdout_sizes", sweep.holdout_sizes, "must be >= 0", "use 0 for all sizes, or e.g. 3")
+    if sweep.batch_max < sweep.batch_min:
+        fail("sweep.batch_max", sweep.batch_max, f"is below sweep.batch_min={sweep.batch_min}",
+             "raise sweep.batch_max or lower sweep.batch_min")
+    if sweep.budget_range and (len(sweep.budget_range) != 2 or not 0 < sweep.budget_range[0] < sweep.budget_range[1]):
+        fail("sweep.budget_range", list(sweep.budget_range), "is not [low, high] with 0 < low < high",
+             "give two budgets in FLOPs, e.g. sweep.budget_range=[1e11,1e13]")
+    if sweep.budget_range and sweep.budget_count < 2:
+        fail("sweep.budget_count", sweep.budget_count, "must be >= 2 with sweep.budget_range",
+             "set sweep.budget_count, e.g. 5")
+    holdout = sweep.holdout_budgets
+    if isinstance(holdout, bool) or not (isinstance(holdout, int) and holdout >= 0 or isinstance(holdout, (list, tuple))):
+        fail("sweep.holdout_budgets", holdout, "is not a count >= 0 or a list of budgets",
+             "use 1 (the top budget) or a list, e.g. [1e13]")
 
 
 def _validate_budget(cfg: Config) -> None:

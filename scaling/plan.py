@@ -252,6 +252,14 @@ def _isoflop_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
     return [{**m, "budget.flops": float(c)} for c in sweep.budgets for m in sizes]
 
 
+def _ladder_points(sweep: Any, unit: str, planner: "_Planner | None" = None) -> list[dict[str, Any]]:
+    from scaling.ladder import ladder_points
+
+    if planner is None:
+        raise ConfigError("sweep.mode=ladder measures models while planning; plan it with plan_sweep")
+    return ladder_points(sweep, planner.size, planner.info(planner.config({}, {})).units_per_sample, _EXPR_NAMES)
+
+
 # sweep.mode -> its points as {dotted key: value} dicts (unit: the data's, for budget keys)
 SWEEP_MODES: dict[str, Callable[[Any, str], list[dict[str, Any]]]] = {
     "none": lambda sweep, unit: [{}],
@@ -259,7 +267,9 @@ SWEEP_MODES: dict[str, Callable[[Any, str], list[dict[str, Any]]]] = {
     "data": _data_points,
     "isoflop": _isoflop_points,
     "branches": _data_points,  # each model's data sizes, as cooldown branches of one trunk (scaling.branches)
+    "ladder": _ladder_points,
 }
+_MEASURING_MODES = {"ladder"}  # modes whose points depend on model sizes: they get the planner too
 
 
 def check_mode(sweep: Any) -> None:
@@ -268,10 +278,13 @@ def check_mode(sweep: Any) -> None:
         raise ConfigError(f"sweep.mode={sweep.mode!r} is not a sweep mode; use one of {', '.join(SWEEP_MODES)}")
 
 
-def sweep_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
+def sweep_points(sweep: Any, unit: str, planner: "_Planner | None" = None) -> list[dict[str, Any]]:
     """The sweep's points as {dotted key: value} dicts, in a deterministic order."""
     check_mode(sweep)
-    points = SWEEP_MODES[sweep.mode](sweep, unit)
+    if sweep.mode in _MEASURING_MODES:
+        points = SWEEP_MODES[sweep.mode](sweep, unit, planner)  # type: ignore[call-arg]
+    else:
+        points = SWEEP_MODES[sweep.mode](sweep, unit)
     if sweep.mode in ("none", "grid") or not sweep.axes:
         return points
     extra = grid_points(dict(sweep.axes), [list(g) for g in sweep.zip], [dict(e) for e in sweep.exclude])
@@ -337,6 +350,14 @@ class _Planner:
     def model(self, cfg: Config) -> Any:
         return meta_model(cfg, self.info(cfg))
 
+    def size(self, width: int) -> Any:
+        """The ladder's view of a width (rules applied): its N and FLOPs per unit, from a meta-device model."""
+        from scaling.ladder import Size
+
+        cfg = self.config({"model.width": width}, dict(self.base.sweep.rules))
+        model = self.model(cfg)
+        return Size(width=width, N=int(model.num_params()), flops_per_unit=float(model.flops_per_unit()))
+
     def config(self, point: dict[str, Any], rules: dict[str, Any]) -> Config:
         """Apply a point's values and the rules to the composed config; validate the result."""
         from scaling.config import finalize, set_values, to_object, with_values
@@ -353,7 +374,7 @@ class _Planner:
 
             return expand_branches(self, sweep, unit, overrides)
         runs, skipped, seen = [], [], set()
-        for point in sweep_points(sweep, unit):
+        for point in sweep_points(sweep, unit, self):
             cfg = self.config(point, dict(sweep.rules))
             info = self.info(cfg)
             spec = resolve(cfg, info, self.model(cfg), [*overrides, *_as_overrides(point)])
@@ -365,6 +386,9 @@ class _Planner:
             else:
                 seen.add(spec.run_id)
                 runs.append(spec)
+        if sweep.mode == "ladder" and not runs and skipped:
+            raise ConfigError(f"no ladder run is kept: {skipped[0].reason}; lower sweep.min_steps or "
+                              "sweep.batch_min, or raise the budgets")
         return runs, skipped
 
     def rule_env(self, node: Any, expression: Any) -> dict[str, Any]:
@@ -397,13 +421,19 @@ def _as_overrides(point: dict[str, Any]) -> list[str]:
 
 
 def skip_reason(spec: RunSpec, sweep: Any, info: Any) -> str | None:
-    """Why an IsoFLOP point is left out (None to keep it)."""
-    if sweep.mode != "isoflop":
+    """Why an IsoFLOP or ladder point is left out (None to keep it)."""
+    if sweep.mode not in ("isoflop", "ladder"):
         return None
     budget = spec.cfg.budget.flops
     gap = abs(spec.C / budget - 1.0)
     if gap > sweep.budget_tolerance:
         return f"C={spec.C:.3g} is {gap:.0%} off its budget {budget:.3g} after rounding to whole batches"
+    if sweep.mode == "ladder":
+        from scaling.ladder import steps_reason
+
+        reason = steps_reason(spec.steps, sweep)
+        if reason:
+            return reason
     ratio = spec.D / spec.N
     if len(sweep.tokens_per_param) == 2:
         low, high = sweep.tokens_per_param

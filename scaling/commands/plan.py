@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -30,16 +31,34 @@ def run(args: HydraArgs) -> int:
 
     plan = plan_sweep(args.overrides)
     writable_folder(plan.cfg.run.root, "run.root")
-    rate, source = flop_rate(plan, plan.sweep.flops_per_second)
+    speed = machine_speed(plan, plan.sweep.flops_per_second)
     if "--json" in args.flags:
-        print(json.dumps(plan_json(plan, rate, source), indent=2))
+        print(json.dumps(plan_json(plan, speed), indent=2))
     else:
-        print(format_plan(plan, rate, source))
+        print(format_plan(plan, speed))
     return 0
 
 
-def measured_flops_per_second(runs_root: Path | str, family: Optional[str] = None) -> Optional[tuple[float, str]]:
-    """The median training FLOP rate of completed runs (of one model family) under runs_root."""
+# Seconds an optimizer step costs beyond its FLOPs (Lightning, the optimizer, small kernels): a small
+# GPT step at batch 4 took 9.5 ms on one thread of a 2-core machine.
+DEFAULT_STEP_SECONDS = 0.01
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How fast this machine trains: seconds = C / flops_per_second + steps x step_seconds."""
+
+    flops_per_second: float
+    step_seconds: float
+    source: str
+
+    def seconds(self, C: float, steps: int) -> float:
+        """Estimated wall time of a run of C FLOPs in `steps` optimizer steps."""
+        return C / self.flops_per_second + steps * self.step_seconds
+
+
+def completed_runs(runs_root: Path | str, family: Optional[str] = None) -> Any:
+    """Completed runs (of one model family) under runs_root that recorded a wall time, or None."""
     from scaling.store import load_runs
 
     root = Path(runs_root)
@@ -51,10 +70,25 @@ def measured_flops_per_second(runs_root: Path | str, family: Optional[str] = Non
     done = table[(table["status"] == "completed") & (table["wall_time"] > 0)]
     if family is not None:
         done = done[done["family"] == family]
-    if done.empty:
+    return None if done.empty else done
+
+
+def measured_speed(runs_root: Path | str, family: Optional[str] = None) -> Optional[Speed]:
+    """From past runs: wall time = C / R + steps x s fitted (non-negative least squares) over 3 or more
+    completed runs, else their median FLOP rate with the default step cost."""
+    done = completed_runs(runs_root, family)
+    if done is None:
         return None
+    where = f"completed {family or ''} runs under {runs_root}".replace("  ", " ")
+    if len(done) >= 3 and "steps" in done and done["steps"].notna().all():
+        import numpy as np
+        from scipy.optimize import nnls
+
+        per_flop, per_step = nnls(np.c_[done["C"], done["steps"]].astype(float), done["wall_time"].astype(float))[0]
+        if per_flop > 0:
+            return Speed(1 / per_flop, per_step, f"wall time = C / R + steps x s fitted to {len(done)} {where}")
     rate = float((done["C"] / done["wall_time"]).median())
-    return rate, f"median of {len(done)} completed {family or ''} runs under {root}".replace("  ", " ")
+    return Speed(rate, 0.0, f"median of {len(done)} {where}")
 
 
 def matmul_flops_per_second(seconds: float = 0.05, efficiency: float = 0.3) -> tuple[float, str]:
@@ -72,48 +106,117 @@ def matmul_flops_per_second(seconds: float = 0.05, efficiency: float = 0.3) -> t
     return peak * efficiency, f"CPU matmul benchmark ({peak / 1e9:.1f} GFLOP/s) x {efficiency}"
 
 
-def flop_rate(plan: Plan, override: Optional[float] = None) -> tuple[float, str]:
-    """FLOP/s used for time estimates: configured, else measured from past runs, else benchmarked."""
+def machine_speed(plan: Plan, override: Optional[float] = None) -> Speed:
+    """The speed used for time estimates: configured, else measured from past runs, else benchmarked."""
     if override:
-        return override, "sweep.flops_per_second"
-    return measured_flops_per_second(plan.cfg.run.root, plan.family) or matmul_flops_per_second()
+        return Speed(override, DEFAULT_STEP_SECONDS, "sweep.flops_per_second")
+    measured = measured_speed(plan.cfg.run.root, plan.family)
+    if measured:
+        return measured
+    rate, source = matmul_flops_per_second()
+    return Speed(rate, DEFAULT_STEP_SECONDS, source)
 
 
-def plan_rows(plan: Plan, rate: float) -> list[dict[str, Any]]:
+def plan_rows(plan: Plan, speed: Speed) -> list[dict[str, Any]]:
     """One dict per planned run, with its status so far and estimated time on this machine."""
     from scaling.store import RunFolder, folder_row
 
+    targets = _targets(plan)
     rows = []
     for spec in plan.runs:
         row = spec.summary()
         row["status"] = folder_row(RunFolder(spec.path))["status"] if RunFolder(spec.path).exists() else "new"
-        row["est_seconds"] = row.get("cost", spec.C) / rate  # a branch pays only for its cooldown
+        row["est_seconds"] = speed.seconds(row.get("cost", spec.C), spec.steps - (spec.cfg.trainer.branch_step or 0))
+        if targets is not None:
+            row.update(budget=spec.cfg.budget.flops, batch_size=spec.cfg.optim.batch_size,
+                       target=_is_target(spec.cfg.budget.flops, targets))
         rows.append(row)
     return rows
 
 
-def plan_json(plan: Plan, rate: float, source: str) -> dict[str, Any]:
+def _targets(plan: Plan) -> Optional[list[float]]:
+    """A ladder's held-out budgets (None for other modes)."""
+    from scaling.ladder import held_out_budgets
+
+    return held_out_budgets(plan.sweep) if plan.mode == "ladder" else None
+
+
+def _is_target(budget: Optional[float], targets: list[float]) -> bool:
+    from scaling.ladder import is_target
+
+    return is_target(budget, targets)
+
+
+def ladder_design(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per budget of a ladder: the expected optimum, the sizes, D/N, steps, batch, compute and time."""
+    from scaling.ladder import expected_optimum
+
+    sweep, budgets = plan.sweep, {}
+    for row in rows:
+        budgets.setdefault(row["budget"], []).append(row)
+    return {"prior_tokens_per_param": sweep.tokens_per_param_prior, "span": sweep.span,
+            "batch_rule": sweep.batch_rule, "min_steps": sweep.min_steps,
+            "budgets": [_budget_design(C, group, expected_optimum(C, sweep.tokens_per_param_prior))
+                        for C, group in sorted(budgets.items())]}
+
+
+def _budget_design(C: float, group: list[dict[str, Any]], n_opt: float) -> dict[str, Any]:
+    sizes = sorted(r["N"] for r in group)
+    return {"C": C, "N_opt": n_opt, "D_opt": C / (6 * n_opt), "N": sizes,
+            "inside": sizes[0] < n_opt < sizes[-1], "widths": sorted(r["width"] for r in group),
+            "tokens_per_param": [min(r["tokens_per_param"] for r in group), max(r["tokens_per_param"] for r in group)],
+            "steps": [min(r["steps"] for r in group), max(r["steps"] for r in group)],
+            "batch_size": group[0]["batch_size"], "target": any(r["target"] for r in group),
+            "flops": sum(r["C"] for r in group), "est_seconds": sum(r["est_seconds"] for r in group)}
+
+
+def format_design(design: dict[str, Any]) -> list[str]:
+    """The ladder's design as lines: one per budget."""
+    lines = [f"ladder: prior D/N = {design['prior_tokens_per_param']:g} (N_opt = sqrt(C / (6 x prior))), sizes "
+             f"within +-{design['span']:g} decades of it; batch = {design['batch_rule']} tokens, >= "
+             f"{design['min_steps']} steps per run",
+             f"{'budget':>9} {'expected N_opt':>15} {'sizes (N)':<40} {'D/N':>12} {'steps':>11} {'batch':>6} "
+             f"{'est':>8}  role"]
+    for b in design["budgets"]:
+        sizes = " ".join(_short(n) for n in b["N"])
+        ratio = f"{b['tokens_per_param'][1]:.3g}..{b['tokens_per_param'][0]:.3g}"
+        steps = f"{b['steps'][0]}..{b['steps'][1]}"
+        role = "target (held out)" if b["target"] else "fit"
+        inside = "" if b["inside"] else " (optimum outside the sizes!)"
+        lines.append(f"{b['C']:>9.3g} {_short(b['N_opt']):>15} {sizes:<40} {ratio:>12} {steps:>11} "
+                     f"{b['batch_size']:>6} {format_seconds(b['est_seconds']):>8}  {role}{inside}")
+    return lines
+
+
+def _short(n: float) -> str:
+    return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k"
+
+
+def plan_json(plan: Plan, speed: Speed) -> dict[str, Any]:
     """The plan for machines: runs, skipped points, totals."""
-    sweep = plan.sweep
-    rows = plan_rows(plan, rate)
-    return {"sweep": plan.name, "mode": plan.mode, "runs": rows,
-            "skipped": [{"point": s.point, "reason": s.reason} for s in plan.skipped],
-            "totals": totals(rows, rate, source, sweep)}
+    rows = plan_rows(plan, speed)
+    out = {"sweep": plan.name, "mode": plan.mode, "runs": rows,
+           "skipped": [{"point": s.point, "reason": s.reason} for s in plan.skipped],
+           "totals": totals(rows, speed, plan.sweep)}
+    if plan.mode == "ladder":
+        out["ladder"] = ladder_design(plan, rows)
+    return out
 
 
-def totals(rows: list[dict[str, Any]], rate: float, source: str, sweep: Any) -> dict[str, Any]:
+def totals(rows: list[dict[str, Any]], speed: Speed, sweep: Any) -> dict[str, Any]:
     """Runs, total FLOPs, time on this machine, GPU hours at the configured utilisation."""
     flops = sum(r.get("cost", r["C"]) for r in rows)
     gpu_flops = sweep.gpu_flops if sweep else 989e12
     utilisation = sweep.utilisation if sweep else 0.4
-    return {"runs": len(rows), "flops": flops, "est_seconds_here": flops / rate, "flops_per_second": rate,
-            "rate_source": source, "gpu_hours": flops / (gpu_flops * utilisation) / 3600,
+    return {"runs": len(rows), "flops": flops, "est_seconds_here": sum(r["est_seconds"] for r in rows),
+            "flops_per_second": speed.flops_per_second, "step_seconds": speed.step_seconds,
+            "rate_source": speed.source, "gpu_hours": flops / (gpu_flops * utilisation) / 3600,
             "gpu_flops": gpu_flops, "utilisation": utilisation}
 
 
-def format_plan(plan: Plan, rate: float, source: str) -> str:
+def format_plan(plan: Plan, speed: Speed) -> str:
     """The plan as a table for people."""
-    rows = plan_rows(plan, rate)
+    rows = plan_rows(plan, speed)
     lines = [f"sweep {plan.name} (mode {plan.mode}): {len(rows)} runs",
              f"{'run_id':<11}{'width':>6}{'depth':>6}{'N':>12}{'D':>13}{'C':>10}{'D/N':>8}{'est':>9}  status"]
     for r in rows:
@@ -123,10 +226,15 @@ def format_plan(plan: Plan, rate: float, source: str) -> str:
     for s in plan.skipped:
         point = " ".join(f"{k}={v}" for k, v in s.point.items())
         lines.append(f"skipped {point}: {s.reason}")
-    t = totals(rows, rate, source, plan.sweep)
-    lines.append(f"total: {t['runs']} runs, {t['flops']:.3g} FLOPs, about {format_seconds(t['est_seconds_here'])} "
-                 f"here at {rate:.3g} FLOP/s ({source}); {t['gpu_hours']:.3g} GPU hours at "
-                 f"{t['utilisation']:.0%} of {t['gpu_flops']:.3g} FLOP/s")
+    if plan.mode == "ladder":
+        lines += format_design(ladder_design(plan, rows))
+    t = totals(rows, speed, plan.sweep)
+    parallel = getattr(plan.launcher, "parallel", 1) or 1
+    at_once = f" ({format_seconds(t['est_seconds_here'] / parallel)} {parallel} at a time)" if parallel > 1 else ""
+    lines.append(f"total: {t['runs']} runs, {t['flops']:.3g} FLOPs, about {format_seconds(t['est_seconds_here'])}"
+                 f"{at_once} here at {speed.flops_per_second:.3g} FLOP/s + {speed.step_seconds * 1e3:.3g} ms a step "
+                 f"({speed.source}); {t['gpu_hours']:.3g} GPU hours at {t['utilisation']:.0%} of "
+                 f"{t['gpu_flops']:.3g} FLOP/s")
     lines += _branch_totals(plan)
     if any(math.isnan(r["tokens_per_param"]) for r in rows):
         lines.append("note: D/N is undefined for runs without a parameter count")

@@ -1,0 +1,152 @@
+"""The ladder sweep mode: compute budgets, model sizes around each budget's expected optimum, a batch per budget.
+
+Per budget C the prior D/N = r (`sweep.tokens_per_param_prior`) puts the optimum at
+N_opt = sqrt(C / (6 r)); the ladder asks for `sizes_per_budget` sizes spaced evenly in log N within
++-`span` decades of it and takes, for each, the width (depth by the sweep's rules) whose real N is
+nearest. The batch follows a rule of compute (DeepSeek LLM's B_opt = 0.292 C^0.3271 tokens by
+default), clipped to [batch_min, batch_max] samples and lowered so that the budget's largest model
+still takes `min_steps` optimizer steps. The top budgets (`holdout_budgets`) are held-out targets.
+Pure functions of the sweep spec and of the sizes the planner measures on meta-device models.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from scaling.errors import ConfigError
+
+REL_TOL = 1e-6  # two budgets closer than this (relative) are the same budget
+
+
+@dataclass(frozen=True)
+class Size:
+    """A model the ladder can use: its width, parameter count and training FLOPs per data unit."""
+
+    width: int
+    N: int
+    flops_per_unit: float
+
+
+def ladder_budgets(sweep: Any) -> list[float]:
+    """The sweep's compute budgets in FLOPs, ascending: `budgets`, else `budget_count` log-spaced in `budget_range`."""
+    if sweep.budgets:
+        return sorted(float(c) for c in sweep.budgets)
+    if sweep.budget_range and sweep.budget_count >= 2:
+        low, high = (float(c) for c in sweep.budget_range)
+        step = math.log(high / low) / (sweep.budget_count - 1)
+        return [float(f"{low * math.exp(i * step):.4g}") for i in range(sweep.budget_count)]
+    raise ConfigError("sweep.budgets is empty; list compute budgets in FLOPs (e.g. sweep.budgets=[1e11,1e12,1e13]) "
+                      "or give sweep.budget_range=[low,high] and sweep.budget_count for mode=ladder")
+
+
+def same_budget(a: float, b: float) -> bool:
+    """Whether two budgets are the same (up to float noise from YAML and JSON)."""
+    return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
+
+
+def held_out_budgets(sweep: Any) -> list[float]:
+    """The budgets marked as targets: the top K for `holdout_budgets: K`, or the listed ones."""
+    spec = sweep.holdout_budgets
+    if not spec:
+        return []
+    budgets = ladder_budgets(sweep)
+    if isinstance(spec, int):
+        chosen = budgets[-spec:]
+    else:
+        chosen = [_listed_budget(float(c), budgets) for c in spec]
+    if len(chosen) >= len(budgets):
+        raise ConfigError(f"sweep.holdout_budgets={spec!r} holds out all {len(budgets)} budgets, leaving none to fit; "
+                          "hold out fewer (1 is the top budget)")
+    return sorted(chosen)
+
+
+def _listed_budget(value: float, budgets: list[float]) -> float:
+    match = [c for c in budgets if same_budget(c, value)]
+    if not match:
+        raise ConfigError(f"sweep.holdout_budgets lists {value:g}, which is not a budget of the ladder "
+                          f"({', '.join(f'{c:g}' for c in budgets)}); list one of them")
+    return match[0]
+
+
+def is_target(budget: Optional[float], targets: list[float]) -> bool:
+    """Whether a run's budget (its budget.flops) is one of the held-out target budgets."""
+    return budget is not None and any(same_budget(float(budget), c) for c in targets)
+
+
+def expected_optimum(C: float, prior: float) -> float:
+    """N_opt = sqrt(C / (6 r)): the compute-optimal N if D/N = r and C = 6 N D."""
+    return math.sqrt(C / (6.0 * prior))
+
+
+def wanted_sizes(C: float, sweep: Any, target: bool = False) -> list[float]:
+    """`sizes_per_budget` values of N spaced evenly in log N within +-span decades of the expected optimum;
+    for a held-out target budget only the `holdout_sizes` central ones of them (when set)."""
+    center = expected_optimum(C, sweep.tokens_per_param_prior)
+    k = sweep.sizes_per_budget
+    offsets = [0.0] if k == 1 else [sweep.span * (2 * i / (k - 1) - 1) for i in range(k)]
+    keep = min(sweep.holdout_sizes or k, k) if target else k
+    first = (k - keep) // 2
+    return [center * 10 ** offset for offset in offsets[first:first + keep]]
+
+
+def nearest(sizes: list[Size], N: float) -> Size:
+    """The size whose N is nearest to `N` in log N."""
+    return min(sizes, key=lambda s: abs(math.log(s.N / N)))
+
+
+def search_sizes(measure: Callable[[int], Size], largest: float, sweep: Any) -> list[Size]:
+    """Widths that are multiples of `width_step`, measured until N passes 3x `largest` (or max_width).
+
+    `measure(width)` raises ConfigError for a width the family refuses (e.g. not divisible by heads);
+    if every width is refused the first refusal is raised."""
+    found, first_error = [], None
+    for width in range(sweep.width_step, sweep.max_width + 1, sweep.width_step):
+        try:
+            size = measure(width)
+        except ConfigError as error:
+            first_error = first_error or error
+            continue
+        found.append(size)
+        if size.N > 3 * largest:
+            break
+    if not found:
+        raise first_error or ConfigError(f"sweep.max_width={sweep.max_width} is below sweep.width_step; raise it")
+    return found
+
+
+def batch_samples(C: float, sizes: list[Size], sweep: Any, units_per_sample: int, names: dict[str, Any]) -> int:
+    """The budget's batch in samples: the rule of C, clipped, lowered so its largest model takes min_steps."""
+    try:
+        units = float(eval(sweep.batch_rule, {"__builtins__": {}}, {**names, "C": C}))  # noqa: S307 (user's config)
+    except Exception as exc:
+        raise ConfigError(f"sweep.batch_rule={sweep.batch_rule!r} failed: {exc}; give an expression of C, "
+                          "the batch in the data's unit (e.g. 0.292 * C ** 0.3271 tokens)") from exc
+    samples = min(max(round(units / units_per_sample), sweep.batch_min), sweep.batch_max)
+    fewest_units = min(C / s.flops_per_unit for s in sizes)
+    most_for_steps = math.floor(fewest_units / (sweep.min_steps * units_per_sample))
+    return max(sweep.batch_min, min(samples, most_for_steps))
+
+
+def ladder_points(sweep: Any, measure: Callable[[int], Size], units_per_sample: int,
+                  names: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ladder's points ({dotted key: value}), budget by budget, smallest model first."""
+    budgets = ladder_budgets(sweep)
+    largest = max(max(wanted_sizes(C, sweep)) for C in budgets)
+    sizes = search_sizes(measure, largest, sweep)
+    targets = held_out_budgets(sweep)
+    points = []
+    for C in budgets:
+        chosen = [nearest(sizes, N) for N in wanted_sizes(C, sweep, is_target(C, targets))]
+        batch = batch_samples(C, chosen, sweep, units_per_sample, names)
+        points += [{"model.width": s.width, "budget.flops": C, "optim.batch_size": batch} for s in chosen]
+    return points
+
+
+def steps_reason(steps: int, sweep: Any) -> Optional[str]:
+    """Why a ladder run is too short to keep (None when it takes at least min_steps)."""
+    if steps >= sweep.min_steps:
+        return None
+    return (f"{steps} optimizer steps, fewer than sweep.min_steps={sweep.min_steps} even at "
+            f"sweep.batch_min={sweep.batch_min}")

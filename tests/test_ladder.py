@@ -1,0 +1,171 @@
+"""The ladder planner (sweep.mode=ladder) and the held-out targets that `scaling fit` scores.
+
+Planning only (meta-device models); the fit test writes run folders with losses from a known law.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from scaling.cli import main
+from scaling.config import ConfigError, to_yaml
+from scaling.ladder import (Size, batch_samples, expected_optimum, held_out_budgets, ladder_budgets,
+                            wanted_sizes)
+from scaling.plan import plan_sweep
+from scaling.store import RunFolder, Status
+
+QUICK = ["experiment=quickstart_ladder"]
+
+
+def _by_budget(plan) -> dict[float, list]:
+    budgets: dict[float, list] = {}
+    for spec in plan.runs:
+        budgets.setdefault(spec.cfg.budget.flops, []).append(spec)
+    return budgets
+
+
+def _sweep(**fields) -> SimpleNamespace:
+    base = dict(budgets=[1e11, 1e12, 1e13], budget_range=[], budget_count=0, holdout_budgets=0,
+                tokens_per_param_prior=20.0, sizes_per_budget=5, span=0.5, batch_rule="0.292 * C ** 0.3271",
+                batch_min=4, batch_max=512, min_steps=200, holdout_sizes=0)
+    return SimpleNamespace(**{**base, **fields})
+
+
+def test_sizes_bracket_the_prior_optimum_per_budget(tmp_path):
+    plan = plan_sweep([*QUICK, f"run.root={tmp_path}"])
+    budgets, targets = _by_budget(plan), held_out_budgets(plan.sweep)
+    assert len(budgets) >= 4 and targets == [max(budgets)]
+    for C, specs in budgets.items():
+        n_opt = expected_optimum(C, plan.sweep.tokens_per_param_prior)
+        sizes = sorted(spec.N for spec in specs)
+        wanted = plan.sweep.holdout_sizes if C in targets else plan.sweep.sizes_per_budget
+        assert wanted - 1 <= len(sizes) <= wanted, f"budget {C:g} kept {len(sizes)} sizes"
+        assert sizes[0] < n_opt < sizes[-1]
+        spread = plan.sweep.span * (len(sizes) - 1) / (plan.sweep.sizes_per_budget - 1)
+        assert math.log10(sizes[-1] / sizes[0]) >= spread  # sizes spread over about +-span decades
+        assert all(abs(spec.C / C - 1) <= plan.sweep.budget_tolerance for spec in specs)
+
+
+def test_wanted_sizes_are_even_in_log_n_around_the_optimum():
+    sweep = _sweep(sizes_per_budget=5, span=0.5)
+    sizes = wanted_sizes(1.2e13, sweep)
+    logs = [math.log10(n) for n in sizes]
+    assert logs[2] == pytest.approx(math.log10(expected_optimum(1.2e13, 20.0)))
+    assert [b - a for a, b in zip(logs, logs[1:])] == pytest.approx([0.25] * 4)
+    assert wanted_sizes(1.2e12, _sweep(sizes_per_budget=1)) == [pytest.approx(1e5)]
+    assert wanted_sizes(1.2e13, _sweep(holdout_sizes=3), target=True) == sizes[1:4]
+    assert wanted_sizes(1.2e13, _sweep(holdout_sizes=3), target=False) == sizes
+
+
+def test_batch_follows_the_rule_and_keeps_min_steps():
+    small = [Size(width=64, N=100_000, flops_per_unit=7e5)]
+    # the rule alone: 0.292 C^0.3271 tokens at C = 1e13, in 128-token sequences
+    rule = round(0.292 * 1e13 ** 0.3271 / 128)
+    assert batch_samples(1e13, small, _sweep(min_steps=1), 128, {}) == rule
+    # lowered so the largest model (fewest tokens) still takes min_steps steps
+    tokens = 1e13 / 7e5
+    assert batch_samples(1e13, small, _sweep(min_steps=5000), 128, {}) == math.floor(tokens / (5000 * 128))
+    assert batch_samples(1e13, small, _sweep(min_steps=1, batch_max=8), 128, {}) == 8
+    assert batch_samples(1e9, small, _sweep(min_steps=1000), 128, {}) == 4  # never below batch_min
+
+
+def test_plan_keeps_min_steps_and_batch_grows_with_compute(tmp_path):
+    plan = plan_sweep([*QUICK, f"run.root={tmp_path}"])
+    assert all(spec.steps >= plan.sweep.min_steps for spec in plan.runs)
+    batches = [specs[0].cfg.optim.batch_size for _, specs in sorted(_by_budget(plan).items())]
+    assert all(len({s.cfg.optim.batch_size for s in specs}) == 1 for specs in _by_budget(plan).values())
+    assert batches == sorted(batches) and batches[-1] > batches[0]
+
+
+def test_runs_short_of_min_steps_are_skipped_with_the_reason(tmp_path):
+    plan = plan_sweep([*QUICK, f"run.root={tmp_path}", "sweep.min_steps=1500", "sweep.batch_min=8"])
+    assert plan.runs and plan.skipped
+    assert all(spec.steps >= 1500 for spec in plan.runs)
+    assert any("fewer than sweep.min_steps=1500" in s.reason for s in plan.skipped)
+
+
+def test_holdout_budgets_mark_the_top_or_listed_budgets():
+    assert held_out_budgets(_sweep(holdout_budgets=1)) == [1e13]
+    assert held_out_budgets(_sweep(holdout_budgets=2)) == [1e12, 1e13]
+    assert held_out_budgets(_sweep(holdout_budgets=[1e12])) == [1e12]
+    assert held_out_budgets(_sweep(holdout_budgets=0)) == []
+    with pytest.raises(ConfigError, match="not a budget of the ladder"):
+        held_out_budgets(_sweep(holdout_budgets=[2e12]))
+    with pytest.raises(ConfigError, match="leaving none to fit"):
+        held_out_budgets(_sweep(holdout_budgets=3))
+
+
+def test_budget_range_and_count():
+    assert ladder_budgets(_sweep(budgets=[], budget_range=[1e11, 1e13], budget_count=3)) == [1e11, 1e12, 1e13]
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["sweep.budgets=[]"], "sweep.budgets is empty"),
+    (["sweep.span=0"], "sweep.span=0.0 must be positive"),
+    (["sweep.span=-1"], "sweep.span=-1.0 must be positive"),
+    (["sweep.tokens_per_param_prior=0"], "sweep.tokens_per_param_prior=0.0 must be positive"),
+    (["sweep.min_steps=1000000"], "no ladder run is kept"),
+    (["sweep.holdout_budgets=[7e11]"], "not a budget of the ladder"),
+    (["sweep.budget_range=[1e12,1e11]", "sweep.budget_count=3"], "sweep.budget_range"),
+    (["sweep.batch_rule=C ** q"], "sweep.batch_rule"),
+])
+def test_bad_ladders_are_refused_in_one_line(overrides, words, tmp_path, capsys):
+    assert main(["plan", *QUICK, f"run.root={tmp_path}", *overrides]) != 0
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1
+
+
+def test_plan_shows_the_design(tmp_path, capsys):
+    assert main(["plan", *QUICK, f"run.root={tmp_path}", "sweep.flops_per_second=1e11"]) == 0
+    out = capsys.readouterr().out
+    assert "expected N_opt" in out and "target" in out and "total:" in out
+    assert main(["plan", *QUICK, f"run.root={tmp_path}", "sweep.flops_per_second=1e11", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    top = max(r["C"] for r in plan["runs"])
+    assert all(r["target"] == (r["C"] > top / 1.2) for r in plan["runs"])
+    assert len(plan["ladder"]["budgets"]) >= 4
+
+
+def _chinchilla(N: float, D: float) -> float:
+    return 1.2 + 40.0 / N ** 0.3 + 60.0 / D ** 0.28
+
+
+def _write_ladder(root, law=_chinchilla) -> list:
+    plan = plan_sweep([*QUICK, f"run.root={root}"])
+    for spec in plan.runs:
+        folder = RunFolder(spec.path)
+        folder.plan(spec, to_yaml(spec.cfg))
+        folder.finish(Status.COMPLETED, loss=law(spec.N, spec.D))
+    return plan.runs
+
+
+def test_fit_never_sees_the_targets_and_scores_them(tmp_path, capsys):
+    runs = _write_ladder(tmp_path)
+    top = max(spec.cfg.budget.flops for spec in runs)
+    targets = {spec.run_id for spec in runs if spec.cfg.budget.flops == top}
+    assert main(["fit", str(tmp_path / "quickstart_ladder"), "--law", "chinchilla", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_points"] == len(runs) - len(targets)
+    scored = result["details"]["targets"]
+    assert {r["run"] for r in scored["runs"]} == targets and scored["decades"] >= 0.5
+    assert abs(scored["mean_abs_rel_error"]) < 1e-3  # the law the losses came from
+    assert main(["fit", str(tmp_path / "quickstart_ladder"), "--law", "compute", "--frontier"]) == 0
+    out = capsys.readouterr().out
+    assert "targets: 1 held-out runs" in out and "not the best run of its budget" in out
+    assert main(["fit", str(tmp_path / "quickstart_ladder"), "--law", "chinchilla", "--all-runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_points"] == len(runs)
+
+
+def test_targets_not_completed_are_not_scored(tmp_path, capsys):
+    runs = _write_ladder(tmp_path)
+    top = max(spec.cfg.budget.flops for spec in runs)
+    for spec in runs:
+        if spec.cfg.budget.flops == top:
+            RunFolder(spec.path).finish(Status.PLANNED, loss=None)
+    assert main(["fit", str(tmp_path / "quickstart_ladder"), "--law", "chinchilla", "--holdout", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "none completed yet" in out and "backtest: held out the 2" in out
