@@ -42,7 +42,7 @@ def test_sizes_bracket_the_prior_optimum_per_budget(tmp_path):
     for C, specs in budgets.items():
         n_opt = expected_optimum(C, plan.sweep.tokens_per_param_prior)
         sizes = sorted(spec.N for spec in specs)
-        wanted = plan.sweep.holdout_sizes if C in targets else plan.sweep.sizes_per_budget
+        wanted = (plan.sweep.holdout_sizes or plan.sweep.sizes_per_budget) if C in targets else plan.sweep.sizes_per_budget
         assert wanted - 1 <= len(sizes) <= wanted, f"budget {C:g} kept {len(sizes)} sizes"
         assert sizes[0] < n_opt < sizes[-1]
         spread = plan.sweep.span * (len(sizes) - 1) / (plan.sweep.sizes_per_budget - 1)

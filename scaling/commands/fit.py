@@ -76,6 +76,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 @guarded
 def run(args: argparse.Namespace) -> int:
     """Fit and print the law (or the comparison); a bad table or request is a UsageError."""
+    from scaling.analysis.laws import PARAMETRIC_LAWS
     from scaling.analysis.source import read_source
 
     if args.law == CURVE_LAW:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         source.runs = split.fitted
         result = _fit(args, source)
         result.excluded += split.excluded
-        if split.budgets:
+        if split.budgets and result.law in PARAMETRIC_LAWS:
             result.details["targets"] = score_targets(result, split.targets, split.fitted, args.frontier)
         predictions = _predictions(result, args.predict)
     except ValueError as error:  # pandas and numpy say what is wrong with the table in a ValueError
