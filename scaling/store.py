@@ -179,6 +179,10 @@ class RunFolder:
     def last_checkpoint(self) -> Path:
         return self.checkpoint_dir / "last.ckpt"
 
+    def kept_checkpoint(self, step: int) -> Path:
+        """checkpoints/step-K.ckpt: a trunk's checkpoint at a branch point (trainer.keep_steps)."""
+        return self.checkpoint_dir / f"step-{step}.ckpt"
+
     def exists(self) -> bool:
         """True when the folder has a record."""
         return self.record_path.exists()

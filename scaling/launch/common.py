@@ -35,7 +35,7 @@ def startable(spec: RunSpec, pending: set[str]) -> bool:
     if not trainer.branch_of:
         return True
     trunk = RunFolder(spec.path.parent / trainer.branch_of)
-    if (trunk.checkpoint_dir / f"step-{trainer.branch_step}.ckpt").exists():
+    if trunk.kept_checkpoint(trainer.branch_step).exists():
         return True
     return trainer.branch_of not in pending and _status(trunk) not in (Status.PLANNED, Status.RUNNING, None)
 

@@ -47,7 +47,7 @@ class AtomicCheckpoint(pl.Callback):
 
     def _keep(self, step: int) -> None:
         """At a branch point, the checkpoint also stays as step-K.ckpt (a hard link: no copy, atomic)."""
-        kept = self.folder.checkpoint_dir / f"step-{step}.ckpt"
+        kept = self.folder.kept_checkpoint(step)
         if step in self.keep_steps and not kept.exists():
             tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
             os.link(self.folder.last_checkpoint, tmp)

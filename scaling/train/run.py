@@ -174,12 +174,12 @@ class TrunkMissing(RuntimeError):
 
 def trunk_checkpoint(trunk: RunFolder, step: int, poll_s: float = 2.0) -> Path:
     """The trunk's checkpoint at `step`, waiting while the trunk is planned or training towards it."""
-    from scaling.store import DAMAGED, folder_row
+    from scaling.store import folder_row
 
-    path, said = trunk.checkpoint_dir / f"step-{step}.ckpt", False
+    path, said = trunk.kept_checkpoint(step), False
     while not path.exists():
         status = folder_row(trunk)["status"] if trunk.exists() else Status.PLANNED
-        if status not in (Status.PLANNED, Status.RUNNING) or status == DAMAGED:
+        if status not in (Status.PLANNED, Status.RUNNING):  # ended, interrupted or damaged
             raise TrunkMissing(f"trunk {trunk.path.name} is {status} without a checkpoint at step {step}, where this "
                                "branch starts; train the trunk (run the sweep again), then the branch")
         if not said:
