@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from scaling.commands.base import Command, existing_path
@@ -78,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     """Fit and print the law (or the comparison); a bad table or request is a UsageError."""
     from scaling.analysis.laws import PARAMETRIC_LAWS
     from scaling.analysis.source import read_source
+    from scaling.analysis.targets import score_targets, split_targets
 
     if args.law == CURVE_LAW:
         return _run_curve(args)
@@ -156,113 +155,6 @@ def require_spread(runs: Any, law: str) -> None:
                          f"{law} cannot be fitted; fit runs of different sizes{instead}")
 
 
-# --------------------------------------------------------------------------- held-out targets
-
-
-@dataclass
-class TargetSplit:
-    """A run table split into the runs to fit and a ladder's held-out targets (its sweep.holdout_budgets)."""
-
-    fitted: Any
-    targets: Any
-    budgets: list[float] = field(default_factory=list)
-    excluded: list[dict] = field(default_factory=list)
-
-
-def ladder_targets(folder: str | Path) -> dict[str, list[float]]:
-    """{sweep name: held-out budgets} for the ladder sweeps under a folder, from each sweep's newest config.yaml
-    (config.yaml is rewritten whenever a run is planned again; sweep.* is outside run identity)."""
-    import yaml
-
-    from scaling.ladder import held_out_budgets
-    from scaling.store import find_run_folders
-
-    newest: dict[str, tuple[float, dict]] = {}
-    for run in find_run_folders(folder):
-        if not run.config_path.exists():
-            continue
-        sweep = (yaml.safe_load(run.config_path.read_text()) or {}).get("sweep") or {}
-        stamp = run.config_path.stat().st_mtime
-        if sweep.get("mode") == "ladder" and stamp >= newest.get(sweep.get("name"), (-1.0, {}))[0]:
-            newest[sweep["name"]] = (stamp, sweep)
-    return {name: held_out_budgets(_sweep_view(sweep)) for name, (_, sweep) in newest.items()}
-
-
-def _sweep_view(sweep: dict) -> Any:
-    from types import SimpleNamespace
-
-    defaults = {"budgets": [], "budget_range": [], "budget_count": 0, "holdout_budgets": 0}
-    return SimpleNamespace(**{**defaults, **sweep})
-
-
-def split_targets(runs: Any, source: str | None, frontier: bool) -> TargetSplit:
-    """Take a ladder's held-out targets out of the table (none for a table file or --all-runs); with
-    --frontier a budget's frontier point is its best run, so the others are left out first."""
-    from scaling.ladder import is_target
-
-    path = Path(source) if source else None
-    targets = ladder_targets(path) if path is not None and path.is_dir() else {}
-    if not targets or "budget_flops" not in runs.columns:
-        return TargetSplit(fitted=runs, targets=runs[:0])
-    mask = runs.apply(lambda row: is_target(row.get("budget_flops"), targets.get(row.get("sweep"), [])), axis=1)
-    budgets = sorted({c for found in targets.values() for c in found})
-    fitted, excluded = (budget_best(runs[~mask]) if frontier else (runs[~mask], []))
-    return TargetSplit(fitted=fitted, targets=runs[mask], budgets=budgets, excluded=excluded)
-
-
-def budget_best(runs: Any) -> tuple[Any, list[dict]]:
-    """Per ladder budget (budget_flops), the run with the lowest loss; the others as exclusions."""
-    import pandas as pd
-
-    loss = pd.to_numeric(runs["loss"], errors="coerce")
-    if loss.isna().all():
-        return runs, []
-    best = loss.groupby(runs["budget_flops"]).transform("min")
-    keep = (loss == best) | runs["budget_flops"].isna() | loss.isna()
-    dropped = [{"run": run, "reason": "not the best run of its budget (the frontier of an IsoFLOP ladder)"}
-               for run in runs.loc[~keep, "run_id"]]
-    return runs[keep], dropped
-
-
-def score_targets(result: Any, targets: Any, fitted: Any, frontier: bool) -> dict[str, Any]:
-    """The law's prediction of each completed held-out run (with --frontier: each target budget's best run):
-    loss, predicted, relative error, and the mean and mean |.| over them."""
-    import numpy as np
-    import pandas as pd
-
-    from scaling.analysis.laws import get_law
-
-    done = targets[pd.to_numeric(targets["loss"], errors="coerce").notna()]
-    if frontier and len(done):
-        done, _ = budget_best(done)
-    variables = get_law(result.law, **result.law_options).variables
-    observed = done["loss"].to_numpy(dtype=float)
-    predicted = (np.asarray(result.predict(**{v: done[v].to_numpy(dtype=float) for v in variables}), dtype=float)
-                 if len(done) else observed)
-    errors = (predicted - observed) / observed
-    rows = [{"run": r, "N": int(n), "D": int(d), "C": float(c), "loss": float(o), "predicted": float(p),
-             "rel_error": float(e)}
-            for r, n, d, c, o, p, e in zip(done["run_id"], done["N"], done["D"], done["C"], observed, predicted, errors)]
-    top_fitted = float(pd.to_numeric(fitted["C"], errors="coerce").max())
-    return {"budgets": sorted({float(c) for c in targets["budget_flops"]}), "planned": len(targets),
-            "scored": len(rows), "runs": rows, "mean_rel_error": float(np.mean(errors)) if rows else None,
-            "mean_abs_rel_error": float(np.mean(np.abs(errors))) if rows else None,
-            "decades": float(np.log10(done["C"].max() / top_fitted)) if rows else None}
-
-
-def target_lines(targets: dict[str, Any]) -> list[str]:
-    """The held-out targets' scores as lines for people."""
-    budgets = ", ".join(f"{c:.3g}" for c in targets["budgets"])
-    if not targets["scored"]:
-        return [f"targets: {targets['planned']} held-out runs at budget {budgets}, none completed yet: nothing to score"]
-    lines = [f"targets: {targets['scored']} held-out runs at budget {budgets} (fit never saw them), "
-             f"{targets['decades']:.2f} decades of compute beyond the largest fitted run: "
-             f"mean |relative error| {targets['mean_abs_rel_error']:.2%}, mean {targets['mean_rel_error']:+.2%}"]
-    lines += [f"  {r['run']}: N = {r['N']:,}, D = {r['D']:,}, C = {r['C']:.3g}, loss {r['loss']:.4f}, "
-              f"predicted {r['predicted']:.4f} ({r['rel_error']:+.2%})" for r in targets["runs"]]
-    return lines
-
-
 def _law_options(args: argparse.Namespace) -> dict:
     if args.law in ("chinchilla", "kaplan"):
         return {"delta": args.delta}
@@ -293,6 +185,8 @@ def _print_result(args: argparse.Namespace, result: Any, predictions: Any) -> No
         return
     print(result.summary())
     if "targets" in result.details:
+        from scaling.analysis.targets import target_lines
+
         print("\n".join(target_lines(result.details["targets"])))
     if predictions is not None:
         print("predictions:")
