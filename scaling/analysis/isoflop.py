@@ -5,6 +5,12 @@ D_opt); power laws through the vertices give N_opt = G (C/6)^a and D_opt = G_D^-
 whose minimum is not inside the sizes it tried (the vertex outside them, or the lowest loss at the
 smallest or largest size) is flagged as at the grid's edge and left out of the power laws unless
 `include_edge=True`: its true minimum is somewhere the grid did not look.
+
+Intervals on a and b are the t intervals of those regressions' slopes (budgets - 2 degrees of
+freedom): they come from how far the budgets' vertices scatter about the power law. A bootstrap over
+runs within a budget does not work here: a budget of 3 sizes keeps 3 distinct sizes in only 2 of 9
+resamples, so most replicates lose their parabolas and the interval measures which budgets survived.
+With --bootstrap and at least 5 sizes in every budget, runs are resampled within budgets instead.
 """
 
 from __future__ import annotations
@@ -41,12 +47,28 @@ def parabola_vertex(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float] 
     return float(x_min), float(c0 + c1 * x_min + c2 * x_min**2), float(2 * c2)
 
 
+BOOTSTRAP_MIN_SIZES = 5  # sizes every budget needs before a within-budget run bootstrap means anything
+
+
 def power_law_fit(C: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """(k, exponent, standard error of the exponent) of y = k C^exponent, least squares in log-log."""
+    """(k, exponent, standard error of the exponent) of y = k C^exponent, ordinary least squares in log-log."""
     x, z = np.log(np.asarray(C, dtype=float)), np.log(np.asarray(y, dtype=float))
-    (slope, intercept), cov = np.polyfit(x, z, 1, cov=True) if len(x) > 3 else (np.polyfit(x, z, 1), None)
-    stderr = float(np.sqrt(cov[0, 0])) if cov is not None else float("nan")
-    return float(np.exp(intercept)), float(slope), stderr
+    slope, intercept = np.polyfit(x, z, 1)
+    if len(x) < 3:
+        return float(np.exp(intercept)), float(slope), float("nan")
+    residual = z - (intercept + slope * x)
+    stderr = np.sqrt(residual @ residual / (len(x) - 2) / np.sum((x - x.mean()) ** 2))
+    return float(np.exp(intercept)), float(slope), float(stderr)
+
+
+def slope_interval(estimate: float, stderr: float, budgets: int, level: float) -> list[float] | None:
+    """The t interval [lo, hi] of a fitted slope (budgets - 2 degrees of freedom); None without one."""
+    from scipy.stats import t
+
+    if budgets < 3 or not np.isfinite(stderr):
+        return None
+    half = float(t.ppf((1 + level) / 2, budgets - 2)) * stderr
+    return [estimate - half, estimate + half]
 
 
 def budget_minimum(group: pd.DataFrame) -> dict[str, Any]:
@@ -125,13 +147,30 @@ def fit_isoflop(frame: pd.DataFrame, *, budget_tol: float = 0.1, budget_column: 
     minima = isoflop_minima(kept, labels)
     allocation = allocation_from_minima(minima, include_edge)
     result = _isoflop_result(kept, excluded, minima, allocation, include_edge, time.perf_counter() - started)
-    if bootstrap:
+    _add_slope_intervals(result, allocation, level)
+    fewest = int(minima.loc[minima["usable"], "sizes"].min()) if minima["usable"].any() else 0
+    if bootstrap and fewest < BOOTSTRAP_MIN_SIZES:
+        result.warnings.append(f"bootstrap not used: a budget has only {fewest} sizes (a run bootstrap within budgets "
+                               f"needs {BOOTSTRAP_MIN_SIZES}); the intervals are the t intervals of the vertex power laws")
+    elif bootstrap:
         def statistic(sample: pd.DataFrame) -> dict[str, float]:
             found = allocation_from_minima(isoflop_minima(sample, sample["_budget"].to_numpy()), include_edge)
             return {k: found[k] for k in ("a", "b", "G")}
 
         add_table_bootstrap(result, kept, statistic, bootstrap, seed, level, strata="_budget")
     return result
+
+
+def _add_slope_intervals(result: FitResult, allocation: dict[str, float], level: float) -> None:
+    """t intervals of a and b from the scatter of the vertices about their power laws."""
+    for name in ("a", "b"):
+        interval = slope_interval(allocation[name], allocation[f"{name}_stderr"], allocation["budgets_used"], level)
+        if interval is not None:
+            result.ci[name] = interval
+    result.level = level
+    if result.ci:
+        result.fit_info["intervals"] = (f"t intervals of the slopes ({allocation['budgets_used'] - 2} degrees of "
+                                        "freedom: the vertices' scatter about the power law)")
 
 
 def _isoflop_result(kept: pd.DataFrame, excluded: list[dict], minima: pd.DataFrame, allocation: dict[str, float],

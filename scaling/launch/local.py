@@ -66,7 +66,9 @@ def launch(plan: Plan, out: Optional[IO] = None) -> int:
                         flops_left=sum(s.C for s in todo), runs_left=len(todo))
     threads = threads_per_run(parallel)
     workers = [_spawn(threads) for _ in range(parallel)]
-    queue = list(todo)
+    # The most expensive runs first (longest-processing-time order): the sweep then ends with a few short runs
+    # on every worker instead of one long run on one while the others idle. `startable` still holds branches back.
+    queue = sorted(todo, key=lambda spec: -spec.C)
     try:
         _drive(workers, queue, progress, threads, out)
     except KeyboardInterrupt:

@@ -169,3 +169,22 @@ def test_compute_law_on_frontier_of_a_grid():
     # the best run of every budget is on the frontier (the loss falls with compute)
     assert r.n_points >= 7
     assert r.backtest["fitted_on"] == r.n_points - 2
+
+
+def test_isoflop_t_interval_covers_the_true_exponent_on_three_size_ladders():
+    # 5 budgets x 3 sizes (the quickstart's shape) with 0.5% noise: a run bootstrap within budgets would lose most
+    # parabolas; the slope's t interval should cover the true exponent about 95% of the time.
+    covered, widths = [], []
+    for seed in range(100):
+        table = isoflop_table(seed=seed, budgets=np.geomspace(1e18, 1e19, 5), sizes=3, span=0.3, noise=0.005)
+        r = fit(table, "isoflop", bootstrap=50)
+        if "a" not in r.ci:  # fewer than 3 budgets with a minimum inside: no interval, and the fit says why
+            assert r.fit_info["budgets_used"] < 3
+            continue
+        lo, hi = r.ci["a"]
+        covered.append(lo <= TRUE_ALLOC["a"] <= hi)
+        widths.append(hi - lo)
+    assert 0.88 <= np.mean(covered) <= 1.0
+    assert len(covered) >= 90
+    assert any("bootstrap not used" in w for w in r.warnings) and "t intervals" in r.fit_info["intervals"]
+    assert np.median(widths) < 1.0
