@@ -198,7 +198,8 @@ class SweepConfig:
     # the sweep section is outside run identity anyway).
     LATER_FIELDS: ClassVar[tuple[str, ...]] = (
         "budget_range", "budget_count", "tokens_per_param_prior", "sizes_per_budget", "span", "batch_rule",
-        "batch_min", "batch_max", "min_steps", "holdout_budgets", "holdout_sizes", "width_step", "max_width")
+        "batch_min", "batch_max", "min_steps", "holdout_budgets", "holdout_sizes", "width_step", "max_width",
+        "seed_repeats")
 
     name: str = "default"
     mode: str = "none"  # none | grid | data | isoflop | ladder
@@ -228,6 +229,7 @@ class SweepConfig:
     holdout_sizes: int = 0  # ladder: a target budget trains only its this many central sizes (0: all)
     width_step: int = 8  # ladder: widths searched are multiples of this
     max_width: int = 8192  # ladder: the widest model searched
+    seed_repeats: int = 1  # ladder: seeds of the smallest budget's runs (2 or more measure the noise floor)
 
 
 # --------------------------------------------------------------------------- root
@@ -534,7 +536,7 @@ def _validate_schedule(optim: OptimConfig) -> None:
 def _validate_sweep(sweep: SweepConfig) -> None:
     """The ladder's knobs (checked in every mode: they are plain numbers with one meaning)."""
     require_positive(sweep, "sweep", ["tokens_per_param_prior", "span", "sizes_per_budget", "min_steps",
-                                      "batch_min", "width_step", "max_width"])
+                                      "batch_min", "width_step", "max_width", "seed_repeats"])
     if sweep.holdout_sizes < 0:
         fail("sweep.holdout_sizes", sweep.holdout_sizes, "must be >= 0", "use 0 for all sizes, or e.g. 3")
     if sweep.batch_max < sweep.batch_min:

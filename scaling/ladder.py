@@ -5,7 +5,8 @@ N_opt = sqrt(C / (6 r)); the ladder asks for `sizes_per_budget` sizes spaced eve
 +-`span` decades of it and takes, for each, the width (depth by the sweep's rules) whose real N is
 nearest. The batch follows a rule of compute (DeepSeek LLM's B_opt = 0.292 C^0.3271 tokens by
 default), clipped to [batch_min, batch_max] samples and lowered so that the budget's largest model
-still takes `min_steps` optimizer steps. The top budgets (`holdout_budgets`) are held-out targets.
+still takes `min_steps` optimizer steps. The top budgets (`holdout_budgets`) are held-out targets;
+`seed_repeats` repeats the smallest budget's runs over seeds (the noise floor).
 Pure functions of the sweep spec and of the sizes the planner measures on meta-device models.
 """
 
@@ -130,8 +131,12 @@ def batch_samples(C: float, sizes: list[Size], sweep: Any, units_per_sample: int
 
 
 def ladder_points(sweep: Any, measure: Callable[[int], Size], units_per_sample: int,
-                  names: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ladder's points ({dotted key: value}), budget by budget, smallest model first."""
+                  names: dict[str, Any], base_seed: int = 0) -> list[dict[str, Any]]:
+    """The ladder's points ({dotted key: value}), budget by budget, smallest model first.
+
+    With `seed_repeats` = K > 1 the smallest budget's runs are repeated with seeds base_seed + 1 .. K - 1:
+    the seed-to-seed spread of those runs is the noise floor a fit is judged against.
+    """
     budgets = ladder_budgets(sweep)
     largest = max(max(wanted_sizes(C, sweep)) for C in budgets)
     sizes = search_sizes(measure, largest, sweep)
@@ -141,7 +146,9 @@ def ladder_points(sweep: Any, measure: Callable[[int], Size], units_per_sample: 
         chosen = [nearest(sizes, N) for N in wanted_sizes(C, sweep, is_target(C, targets))]
         batch = batch_samples(C, chosen, sweep, units_per_sample, names)
         points += [{"model.width": s.width, "budget.flops": C, "optim.batch_size": batch} for s in chosen]
-    return points
+    repeats = [{**point, "seed": base_seed + k} for k in range(1, sweep.seed_repeats)
+               for point in points if point["budget.flops"] == budgets[0]]
+    return points + repeats
 
 
 def steps_reason(steps: int, sweep: Any) -> Optional[str]:

@@ -257,7 +257,8 @@ def _ladder_points(sweep: Any, unit: str, planner: "_Planner | None" = None) -> 
 
     if planner is None:
         raise ConfigError("sweep.mode=ladder measures models while planning; plan it with plan_sweep")
-    return ladder_points(sweep, planner.size, planner.info(planner.config({}, {})).units_per_sample, _EXPR_NAMES)
+    base = planner.config({}, {})
+    return ladder_points(sweep, planner.size, planner.info(base).units_per_sample, _EXPR_NAMES, base_seed=base.seed)
 
 
 # sweep.mode -> its points as {dotted key: value} dicts (unit: the data's, for budget keys)

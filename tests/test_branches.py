@@ -86,5 +86,5 @@ def test_the_bootstrap_draws_a_trunk_with_its_branches():
              "loss": (1.8 + 400 / n ** 0.34 + 2000 / d ** 0.36) * (1 + 0.002 * np.sin(7 * i + j))}
             for i, n in enumerate([1e6, 2e6, 4e6, 8e6]) for j, d in enumerate([2e7, 4e7, 8e7, 1.6e8])]
     result = fit(pd.DataFrame(rows), law="chinchilla", bootstrap=20)
-    assert result.bootstrap["clusters"] == "trunk_group"  # 4 clusters of 4 branches, not 16 independent runs
+    assert result.bootstrap["clusters"] == "run_cluster"  # 4 clusters of 4 branches, not 16 independent runs
     assert result.ci["alpha"][0] < 0.34 < result.ci["alpha"][1]

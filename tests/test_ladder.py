@@ -169,3 +169,14 @@ def test_targets_not_completed_are_not_scored(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "quickstart_ladder"), "--law", "chinchilla", "--holdout", "2"]) == 0
     out = capsys.readouterr().out
     assert "none completed yet" in out and "backtest: held out the 2" in out
+
+
+def test_seed_repeats_repeat_the_smallest_budget_over_seeds(tmp_path):
+    plan = plan_sweep([*QUICK, f"run.root={tmp_path}", "sweep.seed_repeats=3", "seed=4"])
+    budgets = _by_budget(plan)
+    smallest = min(budgets)
+    assert sorted(spec.cfg.seed for spec in budgets[smallest]) == [4, 4, 4, 5, 5, 5, 6, 6, 6]
+    assert len({spec.run_id for spec in budgets[smallest]}) == 9
+    widths = {seed: sorted(s.cfg.model.width for s in budgets[smallest] if s.cfg.seed == seed) for seed in (4, 5, 6)}
+    assert widths[4] == widths[5] == widths[6]
+    assert all(spec.cfg.seed == 4 for C, specs in budgets.items() if C != smallest for spec in specs)

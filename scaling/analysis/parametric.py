@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from scaling.analysis.bootstrap import bootstrap_law, percentile_intervals
+from scaling.analysis.bootstrap import CONFIG_COLUMNS, bootstrap_law, percentile_intervals
 from scaling.analysis.fitting import CONVERGED, MAX_ITER, NOT_FINITE, STALLED, LawFit, fit_law
 from scaling.analysis.hygiene import (AnalysisError, centred_correlation, clean, identification_warnings,
                                       run_labels, sample_correlation, strongest_correlation)
@@ -19,13 +19,21 @@ from scaling.analysis.table import log_columns
 LBFGS_OPTIONS = ("memory", "max_iter", "ftol", "gtol", "c1", "max_backtracks")
 
 
-def _branch_clusters(kept: pd.DataFrame) -> str | None:
-    """Cooldown branches of one trunk share its training: the bootstrap draws them together
-    (a column `trunk_group`: the parent's run_id, or the run's own). None without branches."""
-    if "parent" not in kept.columns or kept["parent"].isna().all():
+def _run_clusters(kept: pd.DataFrame) -> str | None:
+    """Runs that are not independent draws are resampled together (a column `run_cluster`): cooldown branches
+    with their trunk (the parent's run_id), and the seeds of one configuration (seed_repeats rungs). None when
+    every run stands alone, so such tables resample runs exactly as before."""
+    label = kept["run_id"].astype(str) if "run_id" in kept.columns else pd.Series(kept.index.astype(str), index=kept.index)
+    if "seed" in kept.columns:
+        keys = [c for c in CONFIG_COLUMNS if c in kept.columns and kept[c].notna().all()]
+        if keys:
+            label = kept[keys].astype(str).agg("|".join, axis=1)
+    if "parent" in kept.columns:
+        label = kept["parent"].where(kept["parent"].notna(), label).astype(str)
+    if label.nunique() == len(label):
         return None
-    kept["trunk_group"] = kept["parent"].fillna(kept.get("run_id", pd.Series(kept.index, index=kept.index)))
-    return "trunk_group"
+    kept["run_cluster"] = label
+    return "run_cluster"
 
 
 def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible: bool = True, delta: float = 1e-3,
@@ -49,7 +57,7 @@ def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible:
     result = _result(model, law_fit, kept, excluded, logx, logy, irreducible, seconds)
     corr = centred_correlation(model, law_fit.theta, logx, w)
     if bootstrap:
-        clusters = clusters or _branch_clusters(kept)
+        clusters = clusters or _run_clusters(kept)
         cluster_labels = kept[clusters].to_numpy() if clusters else None
         corr = _add_bootstrap(result, law_fit, logx, logy, w, bootstrap, seed, level, cluster_labels, boot_starts,
                               lbfgs_options)

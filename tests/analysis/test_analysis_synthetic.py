@@ -188,3 +188,12 @@ def test_isoflop_t_interval_covers_the_true_exponent_on_three_size_ladders():
     assert len(covered) >= 90
     assert any("bootstrap not used" in w for w in r.warnings) and "t intervals" in r.fit_info["intervals"]
     assert np.median(widths) < 1.0
+
+
+def test_bootstrap_resamples_a_configurations_seeds_together():
+    table = isoflop_table(seed=5, budgets=np.geomspace(1e18, 1e20, 4), sizes=5, seeds=3, noise=0.01)
+    r = fit(table, "chinchilla", bootstrap=20, seed=0)
+    assert r.bootstrap["clusters"] == "run_cluster"
+    assert r.seed_noise["groups"] == 20 and r.seed_noise["runs"] == 60
+    single = fit(table[table["seed"] == 0], "chinchilla", bootstrap=20, seed=0)
+    assert single.bootstrap.get("clusters") is None  # every run stands alone: plain run resampling
