@@ -179,12 +179,16 @@ def fig_isoflop(an: Analysis) -> Optional[Figure]:
     title = "IsoFLOP profiles" if source == "data" else "IsoFLOP profiles of the fitted law"
     figure, ax = _axes(title, "parameters N", "validation loss")
     for profile, colour in zip(profiles, palette(len(profiles), "cividis", 0.9)):
-        label = f"C = {fmt_flops(profile['C'])}"
+        flags = profile.get("flags", [])
+        label = f"C = {fmt_flops(profile['C'])}" + (f" ⚑ {', '.join(flags)}" if flags else "")
         if "points" in profile:
             ax.plot(profile["points"]["N"], profile["points"]["loss"], "o", color=colour, ms=5)
-        ax.plot(profile["N"], profile["loss"], color=colour, lw=1.4, label=label)
+        ax.plot(profile["N"], profile["loss"], color=colour, lw=1.4, ls="--" if flags else "-", label=label)
         if finite(profile.get("N_min")):
-            ax.plot([profile["N_min"]], [profile["loss_min"]], marker="D", color=colour, mec="black", ms=7, zorder=3)
+            ax.plot([profile["N_min"]], [profile["loss_min"]], marker="D", color=colour if profile.get("used", True)
+                    is not False else "white", mec="black", ms=7, zorder=3)
+    if any(p.get("flags") for p in profiles):
+        _note(ax, "dashed, ⚑: flagged budgets (the report lists what to add); hollow ◆: left out of the power law")
     if source == "law":
         _note(ax, "no budget in the sweep has 3+ sizes: profiles L(N, C/6N) of the fitted law, ◆ = its optimum")
         losses = np.concatenate([p["loss"] for p in profiles])

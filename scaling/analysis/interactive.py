@@ -157,19 +157,23 @@ def plotly_isoflop(an: Analysis) -> Optional[go.Figure]:
         return None
     figure = go.Figure()
     for profile, colour in zip(profiles, palette(len(profiles))):
-        label = f"C = {fmt_flops(profile['C'])}"
+        flags = profile.get("flags", [])
+        label = f"C = {fmt_flops(profile['C'])}" + (f" ⚑ {', '.join(flags)}" if flags else "")
         if "points" in profile:
             figure.add_trace(go.Scatter(x=profile["points"]["N"], y=profile["points"]["loss"], mode="markers",
                                         name=label, legendgroup=label, showlegend=False,
                                         marker=dict(color=colour, size=8), text=_hover(profile["points"]),
                                         hovertemplate="%{text}<extra></extra>"))
+        advice = "".join(f"<br>⚑ {html.escape(a)}" for a in profile.get("advice", []))
         figure.add_trace(go.Scatter(x=profile["N"], y=profile["loss"], mode="lines", name=label, legendgroup=label,
-                                    line=dict(color=colour, width=2),
-                                    hovertemplate=f"{label}: N %{{x:.3g}}, loss %{{y:.4f}}<extra></extra>"))
+                                    line=dict(color=colour, width=2, dash="dash" if flags else "solid"),
+                                    hovertemplate=f"{label}: N %{{x:.3g}}, loss %{{y:.4f}}{advice}<extra></extra>"))
         if np.isfinite(profile.get("N_min", np.nan)):
+            left_out = profile.get("used") is False
             figure.add_trace(go.Scatter(x=[profile["N_min"]], y=[profile["loss_min"]], mode="markers",
                                         legendgroup=label, showlegend=False,
-                                        marker=dict(symbol="diamond", size=12, color=colour, line=dict(width=1)),
+                                        marker=dict(symbol="diamond-open" if left_out else "diamond", size=12,
+                                                    color=colour, line=dict(width=1)),
                                         hovertemplate=f"minimum at {label}: N %{{x:.3g}}, "
                                                       "loss %{y:.4f}<extra></extra>"))
     title = "IsoFLOP profiles" if source == "data" else "IsoFLOP profiles of the fitted law (no budget has 3+ sizes)"

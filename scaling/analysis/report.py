@@ -26,7 +26,7 @@ from scaling.analysis.analyse import Analysis
 from scaling.analysis.figures import make_figures, save_figures
 from scaling.analysis.formatting import fmt_count, fmt_flops
 from scaling.analysis.interactive import plotly_figures
-from scaling.analysis.series import target_prediction
+from scaling.analysis.series import isoflop_budgets, target_prediction
 from scaling.store import TABLE_COLUMNS
 
 CAPTIONS = {
@@ -193,6 +193,20 @@ def caption(an: Analysis, name: str) -> str:
     return text
 
 
+def isoflop_flags_html(an: Analysis) -> str:
+    """The IsoFLOP budgets' flags, one row per flagged budget: what is wrong, what to add, kept or left out."""
+    flagged = [b for b in isoflop_budgets(an) if b.get("flags")]
+    if not flagged:
+        return ""
+    rows = "".join(f"<tr><td class='num'>{fmt_flops(b['C'])}</td><td class='num'>{b['sizes']}</td>"
+                   f"<td>{html.escape(', '.join(b['flags']))}</td>"
+                   f"<td>{'used' if b.get('used') else 'left out'}</td>"
+                   f"<td>{'<br>'.join(html.escape(a) for a in b['advice'])}</td></tr>" for b in flagged)
+    return (f"<p class='meta'>{len(flagged)} IsoFLOP budget{'s' * (len(flagged) != 1)} flagged (dashed in the figure):"
+            "</p><table class='params isoflop-flags'><thead><tr><th>C</th><th>sizes</th><th>flags</th>"
+            f"<th>power law</th><th>what to add</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
 def figures_html(figures: dict[str, go.Figure], an: Optional[Analysis] = None) -> str:
     """Each figure in its own section; plotly.js is embedded once, with the first figure."""
     parts = []
@@ -203,7 +217,8 @@ def figures_html(figures: dict[str, go.Figure], an: Optional[Analysis] = None) -
         parts.append(f'<section class="figure{wide}" data-figure="{name}"><h2>{html.escape(heading or TITLES[name])}'
                      f'</h2>{div}'
                      f'<p class="caption">{html.escape(caption(an, name) if an is not None else CAPTIONS[name])} '
-                     f'<a href="{name}.png">PNG</a> · <a href="{name}.svg">SVG</a></p></section>')
+                     f'<a href="{name}.png">PNG</a> · <a href="{name}.svg">SVG</a></p>'
+                     f'{isoflop_flags_html(an) if name == "isoflop" and an is not None else ""}</section>')
     return f'<div class="figures">{"".join(parts)}</div>'
 
 

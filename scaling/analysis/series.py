@@ -186,7 +186,7 @@ def isoflop_profiles(an: Analysis) -> tuple[str, list[dict[str, Any]]]:
     """('data', profiles) from budgets of 3+ sizes, else ('law', profiles of the fitted law), else ('', []).
 
     A profile: C, N (grid), loss (parabola or law along the grid), N_min, loss_min, and for data
-    the runs of that budget (`points`).
+    the runs of that budget (`points`) and the IsoFLOP fit's verdict on it (`flags`, `advice`, `used`).
     """
     data = _data_profiles(an)
     if data:
@@ -198,15 +198,32 @@ def isoflop_profiles(an: Analysis) -> tuple[str, list[dict[str, Any]]]:
     return "law", [_law_profile(an.main, C, an.usable) for C in budgets]
 
 
+def isoflop_budgets(an: Analysis) -> list[dict[str, Any]]:
+    """The IsoFLOP fit's budgets (C, flags, advice, used, ...; see scaling.analysis.isoflop), [] without one."""
+    result = an.main if an.law == "isoflop" else an.approaches.get("isoflop")
+    return list(result.details.get("budgets", [])) if result is not None else []
+
+
+def _budget_flags(budgets: list[dict[str, Any]], C: float) -> dict[str, Any]:
+    """flags, advice and used of the fitted budget nearest C (within 10%); nothing flagged when none is."""
+    near = [b for b in budgets if abs(np.log(b["C"] / C)) < np.log1p(0.1)]
+    if not near:
+        return {"flags": [], "advice": [], "used": None}
+    best = min(near, key=lambda b: abs(np.log(b["C"] / C)))
+    return {"flags": list(best.get("flags", [])), "advice": list(best.get("advice", [])), "used": best.get("used")}
+
+
 def _data_profiles(an: Analysis) -> list[dict[str, Any]]:
     profiles = []
+    budgets = isoflop_budgets(an)
     for C, group in groups(an.usable, "C", 0.1):
         if group["N"].nunique() < 3:
             continue
         x, y = np.log(group["N"].to_numpy()), group["loss"].to_numpy()
         c2, c1, c0 = np.polyfit(x, y, 2)
         grid = np.linspace(x.min() - 0.1, x.max() + 0.1, 60)
-        profile = {"C": C, "N": np.exp(grid), "loss": c0 + c1 * grid + c2 * grid**2, "points": group.sort_values("N")}
+        profile = {"C": C, "N": np.exp(grid), "loss": c0 + c1 * grid + c2 * grid**2, "points": group.sort_values("N"),
+                   **_budget_flags(budgets, C)}
         if c2 > 0:
             x_min = -c1 / (2 * c2)
             profile.update(N_min=float(np.exp(x_min)), loss_min=float(c0 + c1 * x_min + c2 * x_min**2))
