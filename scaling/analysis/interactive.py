@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from scaling.analysis.analyse import Analysis
 from scaling.analysis.formatting import fmt_count, fmt_flops, hover_lines, run_label
 from scaling.analysis.series import (FIGURE_NAMES, allocation_lines, allocation_points, backtest_limits,
-                                     backtest_points, empirical_frontier, frontier_curve, groups, isoflop_profiles,
+                                     backtest_points, branch_trees, empirical_frontier, frontier_curve, groups, isoflop_profiles,
                                      law_line, loss_limits, palette, probe_fits, residual_points, run_curves,
                                      size_colours, target_prediction)
 
@@ -311,10 +311,37 @@ def plotly_figures(an: Analysis) -> dict[str, go.Figure]:
     makers = {"loss_vs_compute": plotly_loss_vs_compute, "loss_vs_params": lambda a: plotly_loss_vs_size(a, "N"),
               "loss_vs_data": lambda a: plotly_loss_vs_size(a, "D"), "isoflop": plotly_isoflop,
               "allocation": plotly_allocation, "residuals": plotly_residuals, "backtest": plotly_backtest,
-              "probes": plotly_probes}
+              "probes": plotly_probes, "branches": plotly_branches}
     out = {}
     for name in FIGURE_NAMES:
         figure = makers[name](an)
         if figure is not None:
             out[name] = figure
     return out
+
+
+def plotly_branches(an: Analysis) -> Optional[go.Figure]:
+    """Interactive trunks with their cooldown branches (loss against tokens seen, one colour per model)."""
+    trees = branch_trees(an)
+    if not trees:
+        return None
+    figure = go.Figure()
+    for tree in trees:
+        label = f"N = {fmt_count(tree['N'])}"
+        figure.add_trace(go.Scatter(x=tree["curve"]["D_seen"], y=tree["curve"]["loss"], mode="lines",
+                                    name=f"{label} trunk", legendgroup=label, line=dict(color=tree["colour"], width=2),
+                                    hovertemplate=f"trunk {tree['run_id']} ({label}): D %{{x:.3g}}, "
+                                                  "loss %{y:.4f}<extra></extra>"))
+        for branch in tree["branches"]:
+            figure.add_trace(go.Scatter(x=[*branch["curve"]["D_seen"], branch["D"]],
+                                        y=[*branch["curve"]["loss"], branch["loss"]], mode="lines",
+                                        legendgroup=label, showlegend=False,
+                                        line=dict(color=tree["colour"], width=1.5, dash="dash"),
+                                        hovertemplate=f"branch {branch['run_id']} from step {branch['branch_step']:.0f}: "
+                                                      "D %{x:.3g}, loss %{y:.4f}<extra></extra>"))
+            figure.add_trace(go.Scatter(x=[branch["D"]], y=[branch["loss"]], mode="markers", legendgroup=label,
+                                        showlegend=False, marker=dict(color=tree["colour"], size=9,
+                                                                      line=dict(color="black", width=0.6)),
+                                        hovertemplate=f"branch {branch['run_id']}: final loss %{{y:.4f}} at "
+                                                      "D %{x:.3g}<extra></extra>"))
+    return _layout(figure, "Trunks and their cooldown branches", "tokens seen D", "loss")

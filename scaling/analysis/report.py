@@ -41,10 +41,12 @@ CAPTIONS = {
     "residuals": "log(observed / predicted loss) of each run under the fitted law.",
     "backtest": "The law fitted without the most expensive runs predicts them (red); grey: the runs it was fitted to.",
     "probes": "Embedding-space probe metrics against model size and compute, with a power law where one fits.",
+    "branches": "Each constant-rate trunk (solid) with the cooldown branches (dashed) that leave it at their branch "
+                "step, loss against tokens seen, one colour per model; ● the branches' final losses.",
 }
 TITLES = {"loss_vs_compute": "Loss vs compute", "loss_vs_params": "Loss vs parameters", "loss_vs_data": "Loss vs data",
           "isoflop": "IsoFLOP profiles", "allocation": "Compute-optimal allocation", "residuals": "Residuals",
-          "backtest": "Backtest", "probes": "Probes"}
+          "backtest": "Backtest", "probes": "Probes", "branches": "Cooldown branches"}
 EXTRA_COLUMNS = ("val_accuracy", "train_loss", "tokens_per_param", "steps", "wall_time", "lr")
 PLOT_CONFIG = {"displaylogo": False, "responsive": True,
                "toImageButtonOptions": {"format": "svg"}, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
@@ -185,6 +187,14 @@ def backtest_html(an: Analysis) -> str:
 def caption(an: Analysis, name: str) -> str:
     """A figure's caption, with what is particular to this sweep (the compute convention of the frontier)."""
     text = CAPTIONS[name]
+    if name == "branches":
+        from scaling.branches import table_savings
+
+        saved = table_savings(an.runs)
+        if saved:
+            text += (f" Compute: the {saved['trunks']} trunks and {saved['branches']} branches spent "
+                     f"{fmt_flops(saved['spent'])} FLOPs, against {fmt_flops(saved['independent'])} for the same "
+                     f"points as independent runs: {saved['ratio']:.2f} of it, {1 - saved['ratio']:.0%} saved.")
     if name in ("loss_vs_compute", "allocation") and an.main is not None and an.main.has_allocation \
             and len(an.usable):
         ratio = an.usable["C"] / (6.0 * an.usable["N"] * an.usable["D"])

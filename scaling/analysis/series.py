@@ -24,7 +24,7 @@ from scaling.analysis.isoflop import budget_labels, power_law_fit
 from scaling.analysis.laws import PARAMETRIC_LAWS
 
 FIGURE_NAMES = ("loss_vs_compute", "loss_vs_params", "loss_vs_data", "isoflop", "allocation", "residuals",
-                "backtest", "probes")
+                "backtest", "probes", "branches")
 MAX_CURVE_POINTS = 200  # per run: longer curves are thinned (log-spaced) for drawing
 MAX_GROUPS = 8  # lines in loss-vs-N (one per D) and loss-vs-D (one per N)
 PROBE_MIN_R2 = 0.5  # a power law is drawn through a probe metric only when it explains this much
@@ -366,3 +366,38 @@ def backtest_limits(fitted: pd.DataFrame, held: pd.DataFrame, margin: float = 1.
 def _positive_range(values: np.ndarray, margin: float) -> Optional[tuple[float, float]]:
     values = values[np.isfinite(values) & (values > 0)]
     return (values.min() / margin, values.max() * margin) if len(values) else None
+
+
+def branch_trees(an: Analysis) -> list[dict[str, Any]]:
+    """Cooldown trunks with their branches (mode=branches), for loss against tokens seen.
+
+    One entry per trunk with a curve: run_id, N, colour (by N), curve (D_seen, loss) and branches,
+    each run_id, branch_step, curve (from its branch step on) and its final D and loss.
+    """
+    runs, curves = an.runs, an.curves
+    if curves is None or "parent" not in runs.columns or not runs["parent"].notna().any() or "D_seen" not in curves:
+        return []
+    column = an.loss_column or "val_loss"
+    colour = size_colours(an)
+    by_run = {run: c.dropna(subset=[column]).sort_values("step") for run, c in curves.groupby("run_id")}
+    trees = []
+    for parent, children in runs[runs["parent"].notna()].groupby("parent"):
+        trunk = runs[runs["run_id"] == parent]
+        N = float(pd.to_numeric((trunk if len(trunk) else children)["N"], errors="coerce").iloc[0])
+        tree = {"run_id": str(parent), "N": N, "colour": colour(N), "curve": _branch_curve(by_run.get(parent), column),
+                "branches": []}
+        for _, child in children.sort_values("D").iterrows():
+            curve = by_run.get(child["run_id"])
+            step = float(child.get("branch_step") or 0)
+            tree["branches"].append({"run_id": str(child["run_id"]), "branch_step": step, "D": float(child["D"]),
+                                     "loss": float(child["loss"]) if finite(child.get("loss")) else np.nan,
+                                     "curve": _branch_curve(None if curve is None else curve[curve["step"] >= step],
+                                                            column)})
+        trees.append(tree)
+    return sorted(trees, key=lambda t: t["N"])
+
+
+def _branch_curve(curve: Optional[pd.DataFrame], column: str) -> dict[str, np.ndarray]:
+    if curve is None or not len(curve):
+        return {"D_seen": np.zeros(0), "loss": np.zeros(0)}
+    return {"D_seen": curve["D_seen"].to_numpy(dtype=float), "loss": curve[column].to_numpy(dtype=float)}
