@@ -84,3 +84,21 @@ def savings(runs: list[Any]) -> dict[str, float] | None:
     spent = sum(r.summary()["cost"] for r in runs)
     independent = sum(r.C for r in branches)
     return {"spent": spent, "independent": independent, "ratio": spent / independent}
+
+
+def table_savings(runs: Any) -> dict[str, float] | None:
+    """`savings` from a run table (load_runs' columns `parent`, `trunk`, `cost`): the completed trunks and
+    branches' own cost against their branches' C as independent runs; None without branches."""
+    import pandas as pd
+
+    if "parent" not in runs.columns or "cost" not in runs.columns:
+        return None
+    done = runs[runs["status"].astype(str) == "completed"] if "status" in runs.columns else runs
+    branch = done["parent"].notna()
+    trunk = done["trunk"].fillna(False).astype(bool) if "trunk" in done.columns else pd.Series(False, index=done.index)
+    if not branch.any():
+        return None
+    spent = float(pd.to_numeric(done.loc[branch | trunk, "cost"], errors="coerce").sum())
+    independent = float(pd.to_numeric(done.loc[branch, "C"], errors="coerce").sum())
+    return {"spent": spent, "independent": independent, "ratio": spent / independent,
+            "trunks": int(trunk.sum()), "branches": int(branch.sum())}

@@ -63,7 +63,7 @@ def fit(frame: pd.DataFrame, law: str = "chinchilla", *, curves: pd.DataFrame | 
         notes.append(f"kept the {len(frame)} runs on the compute frontier (no cheaper run has a lower loss)")
     result = _fit_approach(frame, law, curves, bootstrap=bootstrap, seed=seed, level=level, **options)
     result.excluded += off_frontier
-    result.fit_info["notes"] = notes
+    result.fit_info["notes"] = notes + result.fit_info.get("notes", [])
     if holdout:
         result.backtest = _backtest(frame, law, holdout, seed, options)
     result.seed_noise = _seed_noise(frame, result)

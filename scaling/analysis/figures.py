@@ -24,9 +24,9 @@ from scaling.analysis.analyse import Analysis
 from scaling.analysis.formatting import finite, fmt_count, fmt_flops
 from scaling.analysis.laws import PARAMETRIC_LAWS
 from scaling.analysis.series import (allocation_lines, allocation_points, backtest_limits, backtest_points,
-                                     empirical_frontier, frontier_curve, groups, isoflop_profiles, law_line,
-                                     loss_limits, palette, probe_fits, residual_points, run_curves, size_colours,
-                                     size_norm, target_prediction)
+                                     branch_trees, empirical_frontier, frontier_curve, groups, isoflop_profiles,
+                                     law_line, loss_limits, palette, probe_fits, residual_points, run_curves,
+                                     size_colours, size_norm, target_prediction)
 
 
 def make_figures(an: Analysis) -> dict[str, Figure]:
@@ -34,7 +34,7 @@ def make_figures(an: Analysis) -> dict[str, Figure]:
     makers = {"loss_vs_compute": fig_loss_vs_compute, "loss_vs_params": lambda a: fig_loss_vs_size(a, "N"),
               "loss_vs_data": lambda a: fig_loss_vs_size(a, "D"), "isoflop": fig_isoflop,
               "allocation": fig_allocation, "residuals": fig_residuals, "backtest": fig_backtest,
-              "probes": fig_probes}
+              "probes": fig_probes, "branches": fig_branches}
     figures = {}
     for name, maker in makers.items():
         figure = maker(an)
@@ -179,12 +179,16 @@ def fig_isoflop(an: Analysis) -> Optional[Figure]:
     title = "IsoFLOP profiles" if source == "data" else "IsoFLOP profiles of the fitted law"
     figure, ax = _axes(title, "parameters N", "validation loss")
     for profile, colour in zip(profiles, palette(len(profiles), "cividis", 0.9)):
-        label = f"C = {fmt_flops(profile['C'])}"
+        flags = profile.get("flags", [])
+        label = f"C = {fmt_flops(profile['C'])}" + (f" ⚑ {', '.join(flags)}" if flags else "")
         if "points" in profile:
             ax.plot(profile["points"]["N"], profile["points"]["loss"], "o", color=colour, ms=5)
-        ax.plot(profile["N"], profile["loss"], color=colour, lw=1.4, label=label)
+        ax.plot(profile["N"], profile["loss"], color=colour, lw=1.4, ls="--" if flags else "-", label=label)
         if finite(profile.get("N_min")):
-            ax.plot([profile["N_min"]], [profile["loss_min"]], marker="D", color=colour, mec="black", ms=7, zorder=3)
+            ax.plot([profile["N_min"]], [profile["loss_min"]], marker="D", color=colour if profile.get("used", True)
+                    is not False else "white", mec="black", ms=7, zorder=3)
+    if any(p.get("flags") for p in profiles):
+        _note(ax, "dashed, ⚑: flagged budgets (the report lists what to add); hollow ◆: left out of the power law")
     if source == "law":
         _note(ax, "no budget in the sweep has 3+ sizes: profiles L(N, C/6N) of the fitted law, ◆ = its optimum")
         losses = np.concatenate([p["loss"] for p in profiles])
@@ -283,4 +287,22 @@ def fig_probes(an: Analysis) -> Optional[Figure]:
             ax.legend(fontsize=8)
         else:
             _note(ax, entry["note"])
+    return figure
+
+
+def fig_branches(an: Analysis) -> Optional[Figure]:
+    """Cooldown trunks (solid) with their branches (dashed) leaving them, loss against tokens seen, one colour per model."""
+    trees = branch_trees(an)
+    if not trees:
+        return None
+    figure, ax = _axes("Trunks and their cooldown branches", "tokens seen D", "loss")
+    for tree in trees:
+        ax.plot(tree["curve"]["D_seen"], tree["curve"]["loss"], color=tree["colour"], lw=1.6,
+                label=f"N = {fmt_count(tree['N'])} trunk")
+        for branch in tree["branches"]:
+            ax.plot(branch["curve"]["D_seen"], branch["curve"]["loss"], color=tree["colour"], lw=1.1, ls="--")
+            if finite(branch["loss"]):
+                ax.plot([branch["D"]], [branch["loss"]], "o", color=tree["colour"], mec="black", ms=6, zorder=3)
+    ax.plot([], [], color="0.3", ls="--", label="cooldown branches (● final loss)")
+    ax.legend(fontsize=8)
     return figure

@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from scaling.analysis.analyse import Analysis
 from scaling.analysis.formatting import fmt_count, fmt_flops, hover_lines, run_label
 from scaling.analysis.series import (FIGURE_NAMES, allocation_lines, allocation_points, backtest_limits,
-                                     backtest_points, empirical_frontier, frontier_curve, groups, isoflop_profiles,
+                                     backtest_points, branch_trees, empirical_frontier, frontier_curve, groups, isoflop_profiles,
                                      law_line, loss_limits, palette, probe_fits, residual_points, run_curves,
                                      size_colours, target_prediction)
 
@@ -157,19 +157,23 @@ def plotly_isoflop(an: Analysis) -> Optional[go.Figure]:
         return None
     figure = go.Figure()
     for profile, colour in zip(profiles, palette(len(profiles))):
-        label = f"C = {fmt_flops(profile['C'])}"
+        flags = profile.get("flags", [])
+        label = f"C = {fmt_flops(profile['C'])}" + (f" ⚑ {', '.join(flags)}" if flags else "")
         if "points" in profile:
             figure.add_trace(go.Scatter(x=profile["points"]["N"], y=profile["points"]["loss"], mode="markers",
                                         name=label, legendgroup=label, showlegend=False,
                                         marker=dict(color=colour, size=8), text=_hover(profile["points"]),
                                         hovertemplate="%{text}<extra></extra>"))
+        advice = "".join(f"<br>⚑ {html.escape(a)}" for a in profile.get("advice", []))
         figure.add_trace(go.Scatter(x=profile["N"], y=profile["loss"], mode="lines", name=label, legendgroup=label,
-                                    line=dict(color=colour, width=2),
-                                    hovertemplate=f"{label}: N %{{x:.3g}}, loss %{{y:.4f}}<extra></extra>"))
+                                    line=dict(color=colour, width=2, dash="dash" if flags else "solid"),
+                                    hovertemplate=f"{label}: N %{{x:.3g}}, loss %{{y:.4f}}{advice}<extra></extra>"))
         if np.isfinite(profile.get("N_min", np.nan)):
+            left_out = profile.get("used") is False
             figure.add_trace(go.Scatter(x=[profile["N_min"]], y=[profile["loss_min"]], mode="markers",
                                         legendgroup=label, showlegend=False,
-                                        marker=dict(symbol="diamond", size=12, color=colour, line=dict(width=1)),
+                                        marker=dict(symbol="diamond-open" if left_out else "diamond", size=12,
+                                                    color=colour, line=dict(width=1)),
                                         hovertemplate=f"minimum at {label}: N %{{x:.3g}}, "
                                                       "loss %{y:.4f}<extra></extra>"))
     title = "IsoFLOP profiles" if source == "data" else "IsoFLOP profiles of the fitted law (no budget has 3+ sizes)"
@@ -307,10 +311,37 @@ def plotly_figures(an: Analysis) -> dict[str, go.Figure]:
     makers = {"loss_vs_compute": plotly_loss_vs_compute, "loss_vs_params": lambda a: plotly_loss_vs_size(a, "N"),
               "loss_vs_data": lambda a: plotly_loss_vs_size(a, "D"), "isoflop": plotly_isoflop,
               "allocation": plotly_allocation, "residuals": plotly_residuals, "backtest": plotly_backtest,
-              "probes": plotly_probes}
+              "probes": plotly_probes, "branches": plotly_branches}
     out = {}
     for name in FIGURE_NAMES:
         figure = makers[name](an)
         if figure is not None:
             out[name] = figure
     return out
+
+
+def plotly_branches(an: Analysis) -> Optional[go.Figure]:
+    """Interactive trunks with their cooldown branches (loss against tokens seen, one colour per model)."""
+    trees = branch_trees(an)
+    if not trees:
+        return None
+    figure = go.Figure()
+    for tree in trees:
+        label = f"N = {fmt_count(tree['N'])}"
+        figure.add_trace(go.Scatter(x=tree["curve"]["D_seen"], y=tree["curve"]["loss"], mode="lines",
+                                    name=f"{label} trunk", legendgroup=label, line=dict(color=tree["colour"], width=2),
+                                    hovertemplate=f"trunk {tree['run_id']} ({label}): D %{{x:.3g}}, "
+                                                  "loss %{y:.4f}<extra></extra>"))
+        for branch in tree["branches"]:
+            figure.add_trace(go.Scatter(x=[*branch["curve"]["D_seen"], branch["D"]],
+                                        y=[*branch["curve"]["loss"], branch["loss"]], mode="lines",
+                                        legendgroup=label, showlegend=False,
+                                        line=dict(color=tree["colour"], width=1.5, dash="dash"),
+                                        hovertemplate=f"branch {branch['run_id']} from step {branch['branch_step']:.0f}: "
+                                                      "D %{x:.3g}, loss %{y:.4f}<extra></extra>"))
+            figure.add_trace(go.Scatter(x=[branch["D"]], y=[branch["loss"]], mode="markers", legendgroup=label,
+                                        showlegend=False, marker=dict(color=tree["colour"], size=9,
+                                                                      line=dict(color="black", width=0.6)),
+                                        hovertemplate=f"branch {branch['run_id']}: final loss %{{y:.4f}} at "
+                                                      "D %{x:.3g}<extra></extra>"))
+    return _layout(figure, "Trunks and their cooldown branches", "tokens seen D", "loss")

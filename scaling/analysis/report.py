@@ -26,7 +26,7 @@ from scaling.analysis.analyse import Analysis
 from scaling.analysis.figures import make_figures, save_figures
 from scaling.analysis.formatting import fmt_count, fmt_flops
 from scaling.analysis.interactive import plotly_figures
-from scaling.analysis.series import target_prediction
+from scaling.analysis.series import isoflop_budgets, target_prediction
 from scaling.store import TABLE_COLUMNS
 
 CAPTIONS = {
@@ -41,10 +41,12 @@ CAPTIONS = {
     "residuals": "log(observed / predicted loss) of each run under the fitted law.",
     "backtest": "The law fitted without the most expensive runs predicts them (red); grey: the runs it was fitted to.",
     "probes": "Embedding-space probe metrics against model size and compute, with a power law where one fits.",
+    "branches": "Each constant-rate trunk (solid) with the cooldown branches (dashed) that leave it at their branch "
+                "step, loss against tokens seen, one colour per model; ● the branches' final losses.",
 }
 TITLES = {"loss_vs_compute": "Loss vs compute", "loss_vs_params": "Loss vs parameters", "loss_vs_data": "Loss vs data",
           "isoflop": "IsoFLOP profiles", "allocation": "Compute-optimal allocation", "residuals": "Residuals",
-          "backtest": "Backtest", "probes": "Probes"}
+          "backtest": "Backtest", "probes": "Probes", "branches": "Cooldown branches"}
 EXTRA_COLUMNS = ("val_accuracy", "train_loss", "tokens_per_param", "steps", "wall_time", "lr")
 PLOT_CONFIG = {"displaylogo": False, "responsive": True,
                "toImageButtonOptions": {"format": "svg"}, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
@@ -185,12 +187,34 @@ def backtest_html(an: Analysis) -> str:
 def caption(an: Analysis, name: str) -> str:
     """A figure's caption, with what is particular to this sweep (the compute convention of the frontier)."""
     text = CAPTIONS[name]
+    if name == "branches":
+        from scaling.branches import table_savings
+
+        saved = table_savings(an.runs)
+        if saved:
+            text += (f" Compute: the {saved['trunks']} trunks and {saved['branches']} branches spent "
+                     f"{fmt_flops(saved['spent'])} FLOPs, against {fmt_flops(saved['independent'])} for the same "
+                     f"points as independent runs: {saved['ratio']:.2f} of it, {1 - saved['ratio']:.0%} saved.")
     if name in ("loss_vs_compute", "allocation") and an.main is not None and an.main.has_allocation \
             and len(an.usable):
         ratio = an.usable["C"] / (6.0 * an.usable["N"] * an.usable["D"])
         text += (f" The law's allocation takes C = 6ND (Chinchilla's convention); this sweep's FLOP accounting "
                  f"gives C / 6ND = {ratio.min():.2f} to {ratio.max():.2f}.")
     return text
+
+
+def isoflop_flags_html(an: Analysis) -> str:
+    """The IsoFLOP budgets' flags, one row per flagged budget: what is wrong, what to add, kept or left out."""
+    flagged = [b for b in isoflop_budgets(an) if b.get("flags")]
+    if not flagged:
+        return ""
+    rows = "".join(f"<tr><td class='num'>{fmt_flops(b['C'])}</td><td class='num'>{b['sizes']}</td>"
+                   f"<td>{html.escape(', '.join(b['flags']))}</td>"
+                   f"<td>{'used' if b.get('used') else 'left out'}</td>"
+                   f"<td>{'<br>'.join(html.escape(a) for a in b['advice'])}</td></tr>" for b in flagged)
+    return (f"<p class='meta'>{len(flagged)} IsoFLOP budget{'s' * (len(flagged) != 1)} flagged (dashed in the figure):"
+            "</p><table class='params isoflop-flags'><thead><tr><th>C</th><th>sizes</th><th>flags</th>"
+            f"<th>power law</th><th>what to add</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def figures_html(figures: dict[str, go.Figure], an: Optional[Analysis] = None) -> str:
@@ -203,7 +227,8 @@ def figures_html(figures: dict[str, go.Figure], an: Optional[Analysis] = None) -
         parts.append(f'<section class="figure{wide}" data-figure="{name}"><h2>{html.escape(heading or TITLES[name])}'
                      f'</h2>{div}'
                      f'<p class="caption">{html.escape(caption(an, name) if an is not None else CAPTIONS[name])} '
-                     f'<a href="{name}.png">PNG</a> · <a href="{name}.svg">SVG</a></p></section>')
+                     f'<a href="{name}.png">PNG</a> · <a href="{name}.svg">SVG</a></p>'
+                     f'{isoflop_flags_html(an) if name == "isoflop" and an is not None else ""}</section>')
     return f'<div class="figures">{"".join(parts)}</div>'
 
 

@@ -24,7 +24,7 @@ from scaling.analysis.isoflop import budget_labels, power_law_fit
 from scaling.analysis.laws import PARAMETRIC_LAWS
 
 FIGURE_NAMES = ("loss_vs_compute", "loss_vs_params", "loss_vs_data", "isoflop", "allocation", "residuals",
-                "backtest", "probes")
+                "backtest", "probes", "branches")
 MAX_CURVE_POINTS = 200  # per run: longer curves are thinned (log-spaced) for drawing
 MAX_GROUPS = 8  # lines in loss-vs-N (one per D) and loss-vs-D (one per N)
 PROBE_MIN_R2 = 0.5  # a power law is drawn through a probe metric only when it explains this much
@@ -186,7 +186,7 @@ def isoflop_profiles(an: Analysis) -> tuple[str, list[dict[str, Any]]]:
     """('data', profiles) from budgets of 3+ sizes, else ('law', profiles of the fitted law), else ('', []).
 
     A profile: C, N (grid), loss (parabola or law along the grid), N_min, loss_min, and for data
-    the runs of that budget (`points`).
+    the runs of that budget (`points`) and the IsoFLOP fit's verdict on it (`flags`, `advice`, `used`).
     """
     data = _data_profiles(an)
     if data:
@@ -198,15 +198,32 @@ def isoflop_profiles(an: Analysis) -> tuple[str, list[dict[str, Any]]]:
     return "law", [_law_profile(an.main, C, an.usable) for C in budgets]
 
 
+def isoflop_budgets(an: Analysis) -> list[dict[str, Any]]:
+    """The IsoFLOP fit's budgets (C, flags, advice, used, ...; see scaling.analysis.isoflop), [] without one."""
+    result = an.main if an.law == "isoflop" else an.approaches.get("isoflop")
+    return list(result.details.get("budgets", [])) if result is not None else []
+
+
+def _budget_flags(budgets: list[dict[str, Any]], C: float) -> dict[str, Any]:
+    """flags, advice and used of the fitted budget nearest C (within 10%); nothing flagged when none is."""
+    near = [b for b in budgets if abs(np.log(b["C"] / C)) < np.log1p(0.1)]
+    if not near:
+        return {"flags": [], "advice": [], "used": None}
+    best = min(near, key=lambda b: abs(np.log(b["C"] / C)))
+    return {"flags": list(best.get("flags", [])), "advice": list(best.get("advice", [])), "used": best.get("used")}
+
+
 def _data_profiles(an: Analysis) -> list[dict[str, Any]]:
     profiles = []
+    budgets = isoflop_budgets(an)
     for C, group in groups(an.usable, "C", 0.1):
         if group["N"].nunique() < 3:
             continue
         x, y = np.log(group["N"].to_numpy()), group["loss"].to_numpy()
         c2, c1, c0 = np.polyfit(x, y, 2)
         grid = np.linspace(x.min() - 0.1, x.max() + 0.1, 60)
-        profile = {"C": C, "N": np.exp(grid), "loss": c0 + c1 * grid + c2 * grid**2, "points": group.sort_values("N")}
+        profile = {"C": C, "N": np.exp(grid), "loss": c0 + c1 * grid + c2 * grid**2, "points": group.sort_values("N"),
+                   **_budget_flags(budgets, C)}
         if c2 > 0:
             x_min = -c1 / (2 * c2)
             profile.update(N_min=float(np.exp(x_min)), loss_min=float(c0 + c1 * x_min + c2 * x_min**2))
@@ -349,3 +366,38 @@ def backtest_limits(fitted: pd.DataFrame, held: pd.DataFrame, margin: float = 1.
 def _positive_range(values: np.ndarray, margin: float) -> Optional[tuple[float, float]]:
     values = values[np.isfinite(values) & (values > 0)]
     return (values.min() / margin, values.max() * margin) if len(values) else None
+
+
+def branch_trees(an: Analysis) -> list[dict[str, Any]]:
+    """Cooldown trunks with their branches (mode=branches), for loss against tokens seen.
+
+    One entry per trunk with a curve: run_id, N, colour (by N), curve (D_seen, loss) and branches,
+    each run_id, branch_step, curve (from its branch step on) and its final D and loss.
+    """
+    runs, curves = an.runs, an.curves
+    if curves is None or "parent" not in runs.columns or not runs["parent"].notna().any() or "D_seen" not in curves:
+        return []
+    column = an.loss_column or "val_loss"
+    colour = size_colours(an)
+    by_run = {run: c.dropna(subset=[column]).sort_values("step") for run, c in curves.groupby("run_id")}
+    trees = []
+    for parent, children in runs[runs["parent"].notna()].groupby("parent"):
+        trunk = runs[runs["run_id"] == parent]
+        N = float(pd.to_numeric((trunk if len(trunk) else children)["N"], errors="coerce").iloc[0])
+        tree = {"run_id": str(parent), "N": N, "colour": colour(N), "curve": _branch_curve(by_run.get(parent), column),
+                "branches": []}
+        for _, child in children.sort_values("D").iterrows():
+            curve = by_run.get(child["run_id"])
+            step = float(child.get("branch_step") or 0)
+            tree["branches"].append({"run_id": str(child["run_id"]), "branch_step": step, "D": float(child["D"]),
+                                     "loss": float(child["loss"]) if finite(child.get("loss")) else np.nan,
+                                     "curve": _branch_curve(None if curve is None else curve[curve["step"] >= step],
+                                                            column)})
+        trees.append(tree)
+    return sorted(trees, key=lambda t: t["N"])
+
+
+def _branch_curve(curve: Optional[pd.DataFrame], column: str) -> dict[str, np.ndarray]:
+    if curve is None or not len(curve):
+        return {"D_seen": np.zeros(0), "loss": np.zeros(0)}
+    return {"D_seen": curve["D_seen"].to_numpy(dtype=float), "loss": curve[column].to_numpy(dtype=float)}

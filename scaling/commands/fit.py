@@ -40,7 +40,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--law", default="chinchilla", choices=[*LAW_NAMES, CURVE_LAW],
                         help="chinchilla or kaplan: L(N, D); compute, params, data: L(C), L(N), L(D); "
                              "isoflop, envelope: Chinchilla's approaches 2 and 1; curve: a law of whole loss "
-                             "curves under any learning-rate schedule (default: chinchilla)")
+                             "curves under any learning-rate schedule (default: chinchilla). isoflop flags each "
+                             "budget (too_few_sizes, edge, off_centre, weak_curvature, no_minimum, outlier_run) and "
+                             "says what to add; edge, weak_curvature and no_minimum budgets are left out of the power "
+                             "laws, the others kept")
     parser.add_argument("--curve-law", choices=list(CURVE_LAWS),
                         help="with --law curve: mpl (Luo et al. 2025's multi-power law) or anneal (Tissue et al. "
                              "2024's annealing law) (default: mpl)")
