@@ -97,6 +97,35 @@ def nearest(sizes: list[Size], N: float) -> Size:
     return min(sizes, key=lambda s: abs(math.log(s.N / N)))
 
 
+def assign_sizes(wanted: list[float], sizes: list[Size]) -> list[Size]:
+    """Distinct sizes, one per wanted N and in the same order, as near to them in log N as the widths allow.
+
+    Where the width grid is coarser than the wanted spacing (small models), taking each one's nearest would pick
+    the same width twice and leave the budget with fewer sizes than asked; this picks the increasing run of
+    distinct sizes with the least squared log distance instead (a small dynamic programme)."""
+    ordered = sorted(sizes, key=lambda s: s.N)
+    k, m = len(wanted), len(ordered)
+    if k > m:
+        return sorted({nearest(ordered, N).width: nearest(ordered, N) for N in wanted}.values(), key=lambda s: s.N)
+    cost = [[math.log(ordered[j].N / N) ** 2 for j in range(m)] for N in wanted]
+    best = [[math.inf] * m for _ in range(k)]  # best[i][j]: wanted[:i+1] assigned, the i-th to ordered[j]
+    back = [[-1] * m for _ in range(k)]
+    best[0] = cost[0][:]
+    for i in range(1, k):
+        running, where = math.inf, -1
+        for j in range(m):
+            if j >= 1 and best[i - 1][j - 1] < running:
+                running, where = best[i - 1][j - 1], j - 1
+            if where >= 0:
+                best[i][j], back[i][j] = running + cost[i][j], where
+    j = min(range(m), key=lambda col: best[k - 1][col])
+    chosen = []
+    for i in range(k - 1, -1, -1):
+        chosen.append(ordered[j])
+        j = back[i][j]
+    return chosen[::-1]
+
+
 def search_sizes(measure: Callable[[int], Size], largest: float, sweep: Any) -> list[Size]:
     """Widths that are multiples of `width_step`, measured until N passes 3x `largest` (or max_width).
 
@@ -143,7 +172,7 @@ def ladder_points(sweep: Any, measure: Callable[[int], Size], units_per_sample: 
     targets = held_out_budgets(sweep)
     points = []
     for C in budgets:
-        chosen = [nearest(sizes, N) for N in wanted_sizes(C, sweep, is_target(C, targets))]
+        chosen = assign_sizes(wanted_sizes(C, sweep, is_target(C, targets)), sizes)
         batch = batch_samples(C, chosen, sweep, units_per_sample, names)
         points += [{"model.width": s.width, "budget.flops": C, "optim.batch_size": batch} for s in chosen]
     repeats = [{**point, "seed": base_seed + k} for k in range(1, sweep.seed_repeats)
