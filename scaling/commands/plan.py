@@ -182,7 +182,8 @@ def format_design(design: dict[str, Any]) -> list[str]:
         ratio = f"{b['tokens_per_param'][1]:.3g}..{b['tokens_per_param'][0]:.3g}"
         steps = f"{b['steps'][0]}..{b['steps'][1]}"
         role = "target (held out)" if b["target"] else "fit"
-        inside = "" if b["inside"] else " (optimum outside the sizes!)"
+        inside = ("" if b["inside"] else " (one size: at the expected optimum)" if len(b["N"]) == 1
+                  else " (optimum outside the sizes!)")
         lines.append(f"{b['C']:>9.3g} {_short(b['N_opt']):>15} {sizes:<40} {ratio:>12} {steps:>11} "
                      f"{b['batch_size']:>6} {format_seconds(b['est_seconds']):>8}  {role}{inside}")
     return lines
