@@ -1,21 +1,39 @@
-"""Learning-rate transfer: best rates per width, the parabola's vertex, the exponent, the figure."""
+"""Learning-rate transfer: best rates per width, the parabola's vertex, the power law with its interval,
+the rule and its fit file (`scaling fit --law lr --save`), the figure, and a reduced lr_transfer run."""
 
 from __future__ import annotations
+
+import json
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.analysis.lr_transfer import best_lrs, exponents, figure, summary
+from scaling.analysis.hygiene import AnalysisError
+from scaling.analysis.lr_transfer import (best_lrs, exponents, figure, fit_lr, read_rules, save_fit, summary,
+                                          varies_lr_across_widths)
+from scaling.cli import main
 
 LRS = [0.002, 0.004, 0.008, 0.016, 0.032]
+GRID = [0.0005 * 2 ** i for i in range(7)]
 
 
-def synthetic(optimum: dict[tuple[str, int], float]) -> pd.DataFrame:
-    """Loss = 2 + (log2 lr - log2 optimum)^2 / 10 on the grid, per (parametrization, width)."""
-    rows = [{"parametrization": p, "width": w, "lr": lr, "loss": 2 + (np.log2(lr / best)) ** 2 / 10}
-            for (p, w), best in optimum.items() for lr in LRS]
+def synthetic(optimum: dict[tuple[str, int], float], lrs: list[float] = LRS, noise: float = 0.0,
+              seed: int = 0) -> pd.DataFrame:
+    """Loss = 2 + (log2 lr - log2 optimum)^2 / 10 (+ Gaussian noise) on the grid, per (parametrization, width)."""
+    rng = np.random.default_rng(seed)
+    rows = [{"parametrization": p, "width": w, "lr": lr, "status": "completed",
+             "loss": 2 + (np.log2(lr / best)) ** 2 / 10 + noise * rng.standard_normal()}
+            for (p, w), best in optimum.items() for lr in lrs]
     return pd.DataFrame(rows)
+
+
+def transfer_table(noise: float = 0.003) -> pd.DataFrame:
+    """sp's optimum falls as 1/width (0.016 at width 32), mup's stays at 0.004: widths 32 to 256."""
+    optimum = {("sp", w): 0.016 * 32 / w for w in (32, 64, 128, 256)}
+    optimum.update({("mup", w): 0.004 for w in (32, 64, 128, 256)})
+    return synthetic(optimum, GRID, noise)
 
 
 def test_best_rates_vertex_and_exponents() -> None:
@@ -35,3 +53,111 @@ def test_an_optimum_at_the_grid_edge_is_named() -> None:
     best = best_lrs(synthetic({("sp", 32): 0.1, ("sp", 64): 0.001}))
     assert list(best["edge"]) == ["high", "low"] and list(best["lr_opt"]) == [0.032, 0.002]
     assert "w32: 0.032 (high edge)" in summary(best)
+
+
+def test_fit_lr_recovers_the_exponents_with_intervals_and_a_rule() -> None:
+    fit = fit_lr(transfer_table(), bootstrap=300)
+    sp, mup = fit.laws["sp"], fit.laws["mup"]
+    assert sp["exponent"] == pytest.approx(-1.0, abs=0.1) and mup["exponent"] == pytest.approx(0.0, abs=0.1)
+    for law in (sp, mup):
+        low, high = law["interval"]
+        assert low < law["exponent"] < high and high - low < 0.5
+    assert sp["reference"] == 64 and sp["rule"].startswith("0.00") and "* (width / 64) ** -" in sp["rule"]
+    lr_at_128 = eval(sp["rule"], {}, {"width": 128})  # the rule as sweep.rules evaluates it
+    assert lr_at_128 == pytest.approx(0.016 * 32 / 128, rel=0.15)
+    text = fit.summary()
+    assert 'rule  optim.lr: "' in text and "mup:" in text and "width 256: best lr 0.002" in text
+
+
+def test_noise_free_parabolas_leave_no_interval_and_say_why() -> None:
+    fit = fit_lr(synthetic({("sp", 32): 0.004, ("sp", 64): 0.004}, [0.002, 0.004, 0.008]), bootstrap=50)
+    assert all(math.isnan(v) for v in fit.laws["sp"]["interval"])
+    assert "no residuals" in fit.summary()
+
+
+def test_a_diverged_run_is_a_tried_grid_point_not_a_missing_one() -> None:
+    frame = transfer_table()
+    top = frame["lr"] == GRID[-1]
+    frame.loc[top, "status"], frame.loc[top, "loss"] = "diverged", np.nan
+    fit = fit_lr(frame, bootstrap=0)  # sp width 32's best (0.016) would be the top edge without the 0.032 runs
+    assert fit.table.set_index(["parametrization", "width"]).loc[("sp", 32), "rates"] == 7
+
+
+@pytest.mark.parametrize("frame, words", [
+    (synthetic({("sp", 32): 0.004, ("sp", 64): 0.004}, [0.002, 0.004]),
+     "sp width 32 has 2 value(s) of optim.lr; --law lr needs at least 3"),
+    (synthetic({("mup", 32): 0.004, ("mup", 64): 0.1}, LRS),
+     "mup width 64: the best optim.lr 0.032 is the highest of its grid, so the optimum may lie beyond it; "
+     "extend the grid above 0.032 there"),
+    (synthetic({("sp", 32): 0.0001, ("sp", 64): 0.004}, LRS), "is the lowest of its grid"),
+    (synthetic({("sp", 32): 0.004}, LRS), "sp has one width (32); a power law"),
+    (synthetic({("sp", 32): 0.004, ("sp", 64): 0.004}, LRS).assign(depth=[1, 2] * 5), "differ in depth too"),
+])
+def test_bad_sweeps_are_refused_in_one_line(frame: pd.DataFrame, words: str) -> None:
+    with pytest.raises(AnalysisError, match="^[^\n]*$") as error:
+        fit_lr(frame, bootstrap=0)
+    assert words in str(error.value)
+
+
+def test_cli_prints_the_rule_and_saves_the_fit_file(tmp_path, capsys) -> None:
+    table = tmp_path / "lr.csv"
+    transfer_table().to_csv(table, index=False)
+    saved = tmp_path / "fits" / "lr_fit.json"
+    assert main(["fit", str(table), "--law", "lr", "--bootstrap", "200", "--save", str(saved)]) == 0
+    out = capsys.readouterr().out
+    assert 'rule  optim.lr: "' in out and f"saved {saved} (use it with sweep.rules_from={saved})" in out
+    content = json.loads(saved.read_text())
+    assert content["format"] == "scaling.lr_fit/1" and content["against"] == "width"
+    assert content["laws"]["sp"]["exponent"] == pytest.approx(-1.0, abs=0.1)
+    assert len(content["points"]) == 8 and content["source"] == str(table)
+    assert read_rules(saved, "mup") == {"optim.lr": content["laws"]["mup"]["rule"]}
+    assert main(["fit", str(table), "--law", "lr", "--json", "--against", "N_nonembed"]) == 2  # no such column
+    assert "needs column(s) N_nonembed" in capsys.readouterr().err
+    assert main(["fit", str(table), "--law", "lr", "--json", "--bootstrap", "20"]) == 0
+    assert json.loads(capsys.readouterr().out)["rules"]["sp"]["optim.lr"] == content["rules"]["sp"]["optim.lr"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--law", "compute", "--save", "x.json"], "--save goes with --law lr"),
+    (["--law", "lr", "--holdout", "2"], "--holdout does not apply to --law lr"),
+    (["--law", "curve", "--knob", "lr"], "--knob does not apply to --law curve"),
+])
+def test_lr_options_and_other_laws_do_not_mix(tmp_path, capsys, argv: list[str], words: str) -> None:
+    table = tmp_path / "lr.csv"
+    transfer_table().to_csv(table, index=False)
+    assert main(["fit", str(table), *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+
+
+def test_batch_size_fit_gives_an_integer_rule() -> None:
+    rows = [{"width": w, "batch_size": b, "C": c, "loss": 2 + (math.log2(b) - math.log2(8 * (c / 1e12) ** 0.5)) ** 2 / 10}
+            for w, c in ((32, 1e12), (64, 4e12), (128, 1.6e13)) for b in (2, 4, 8, 16, 32, 64, 128)]
+    fit = fit_lr(pd.DataFrame(rows), knob="batch_size", against="C", bootstrap=0)
+    assert fit.laws["sp"]["exponent"] == pytest.approx(0.5, abs=1e-6)
+    rule = fit.rules()["sp"]["optim.batch_size"]
+    assert rule.startswith("max(1, int(round(") and "(C / 1e13)" in rule
+    assert eval(rule, {}, {"C": 1.6e13}) == 32
+
+
+def test_read_rules_refuses_bad_files_in_one_line(tmp_path) -> None:
+    fit = fit_lr(transfer_table(), bootstrap=0)
+    good = save_fit(fit, tmp_path / "fit.json")
+    assert set(read_rules(good, "sp")) == {"optim.lr"}
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"law": "chinchilla", "params": {}}))
+    for path, words in ((tmp_path / "missing.json", "does not exist; write it with scaling fit SWEEP --law lr"),
+                        (bad, "is not a readable JSON fit file"), (other, "is not a fit file of scaling fit --law lr")):
+        with pytest.raises(ValueError, match="^[^\n]*$") as error:
+            read_rules(path, "sp")
+        assert words in str(error.value)
+    with pytest.raises(ValueError, match="has rules for mup, sp, not for model.parametrization=umup"):
+        read_rules(good, "umup")
+
+
+def test_an_lr_sweep_is_recognised_for_the_report() -> None:
+    assert varies_lr_across_widths(transfer_table())
+    assert not varies_lr_across_widths(synthetic({("sp", 32): 0.004}, LRS))
+    assert not varies_lr_across_widths(pd.DataFrame({"width": [32], "loss": [2.0]}))
