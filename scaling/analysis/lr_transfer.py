@@ -23,6 +23,7 @@ import pandas as pd
 from scaling.analysis.hygiene import AnalysisError, exclusion_reasons, require_columns
 
 if TYPE_CHECKING:
+    import plotly.graph_objects as go
     from matplotlib.figure import Figure
 
 FIT_FORMAT = "scaling.lr_fit/1"  # the fit file's `format`: what sweep.rules_from accepts
@@ -331,6 +332,58 @@ def varies_lr_across_widths(runs: pd.DataFrame) -> bool:
     usable = runs[exclusion_reasons(runs, ["width", "lr", "loss"]) == ""]
     counts = usable.groupby("width")["lr"].nunique()
     return int((counts >= MIN_POINTS).sum()) >= 2
+
+
+REPORT_TITLE = "Learning-rate transfer"
+REPORT_CAPTION = ("Final loss against learning rate, one curve per width (★: each width's best), one panel per "
+                  "parametrization (Yang et al. 2022, Figure 1): under μP the best rate stays put as the width grows, "
+                  "under SP it moves. scaling fit SWEEP --law lr fits the best rate against width.")
+
+
+def _lr_frame(runs: pd.DataFrame) -> pd.DataFrame | None:
+    """The usable runs of an lr-transfer sweep (parametrization filled in), or None for any other table."""
+    if not varies_lr_across_widths(runs):
+        return None
+    frame = runs[exclusion_reasons(runs, ["width", "lr", "loss"]) == ""]
+    return frame.assign(parametrization=frame["parametrization"].fillna("sp") if "parametrization" in frame else "sp")
+
+
+def report_figure(runs: pd.DataFrame) -> "Figure | None":
+    """The report's PNG/SVG figure (`figure`) when the run table varies lr across widths; else None."""
+    frame = _lr_frame(runs)
+    return None if frame is None else figure(frame, REPORT_TITLE)
+
+
+def report_plotly(runs: pd.DataFrame) -> "go.Figure | None":
+    """The report's interactive figure: the same curves as `figure`, one panel per parametrization."""
+    frame = _lr_frame(runs)
+    if frame is None:
+        return None
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    params = sorted(frame["parametrization"].unique(), key=lambda p: (p != "sp", p))
+    widths = sorted(frame["width"].unique())
+    fig = make_subplots(rows=1, cols=len(params), shared_yaxes=True, subplot_titles=params)
+    for col, param in enumerate(params, 1):
+        for i, width in enumerate(widths):
+            curve = frame[(frame["parametrization"] == param) & (frame["width"] == width)]
+            curve = curve.groupby("lr")["loss"].mean().sort_index()
+            if curve.empty:
+                continue
+            r, g, b, _ = _colour(i, len(widths))
+            colour = f"rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f})"
+            fig.add_trace(go.Scatter(x=curve.index, y=curve.to_numpy(), mode="lines+markers", name=f"width {width}",
+                                     legendgroup=str(width), showlegend=col == 1, line=dict(color=colour)),
+                          row=1, col=col)
+            fig.add_trace(go.Scatter(x=[curve.idxmin()], y=[curve.min()], mode="markers", showlegend=False,
+                                     legendgroup=str(width), marker=dict(symbol="star", size=13, color=colour),
+                                     hovertemplate=f"width {width}: best lr %{{x:g}}, loss %{{y:.4f}}<extra></extra>"),
+                          row=1, col=col)
+        fig.update_xaxes(type="log", title_text="learning rate (optim.lr)", row=1, col=col)
+    fig.update_yaxes(title_text="validation loss", row=1, col=1)
+    fig.update_layout(template="plotly_white", height=420, margin=dict(l=70, r=20, t=40, b=50))
+    return fig
 
 
 def figure(frame: pd.DataFrame, title: str = "learning-rate transfer") -> "Figure":

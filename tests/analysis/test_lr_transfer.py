@@ -161,3 +161,18 @@ def test_an_lr_sweep_is_recognised_for_the_report() -> None:
     assert varies_lr_across_widths(transfer_table())
     assert not varies_lr_across_widths(synthetic({("sp", 32): 0.004}, LRS))
     assert not varies_lr_across_widths(pd.DataFrame({"width": [32], "loss": [2.0]}))
+
+
+def test_the_report_draws_loss_against_lr_per_width_sp_and_mup_side_by_side(tmp_path) -> None:
+    from scaling.analysis.analyse import analyse
+    from scaling.analysis.report import write_report
+
+    runs = transfer_table().assign(N=lambda t: 12 * t["width"] ** 2 * 2, D=1e6)
+    runs["C"] = 6 * runs["N"] * runs["D"]
+    written = write_report(analyse(runs, law="compute"), tmp_path, "lr sweep")
+    assert {"lr_transfer.png", "lr_transfer.svg"} <= {p.name for p in written["figures"]}
+    page = written["html"].read_text()
+    assert 'data-figure="lr_transfer"' in page and "Learning-rate transfer" in page
+    plotly, _ = json.JSONDecoder().raw_decode(page.split('"fig-lr_transfer",')[1].strip())  # the traces
+    assert {trace.get("name") for trace in plotly} >= {"width 32", "width 256"}
+    assert sorted({trace["xaxis"] for trace in plotly}) == ["x", "x2"]  # sp and mup panels
