@@ -176,3 +176,13 @@ def test_the_report_draws_loss_against_lr_per_width_sp_and_mup_side_by_side(tmp_
     plotly, _ = json.JSONDecoder().raw_decode(page.split('"fig-lr_transfer",')[1].strip())  # the traces
     assert {trace.get("name") for trace in plotly} >= {"width 32", "width 256"}
     assert sorted({trace["xaxis"] for trace in plotly}) == ["x", "x2"]  # sp and mup panels
+
+
+def test_fit_law_lr_needs_no_training_stack(tmp_path) -> None:
+    from tests.analysis.test_analysis_no_torch import run_blocked
+
+    table = tmp_path / "lr.csv"
+    transfer_table().to_csv(table, index=False)
+    code = "import sys; from scaling.cli import main; sys.exit(main(['fit', sys.argv[1], '--law', 'lr']))"
+    done = run_blocked(code, str(table), cwd=tmp_path)
+    assert done.returncode == 0 and 'rule  optim.lr: "' in done.stdout
