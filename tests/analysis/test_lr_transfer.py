@@ -186,3 +186,31 @@ def test_fit_law_lr_needs_no_training_stack(tmp_path) -> None:
     code = "import sys; from scaling.cli import main; sys.exit(main(['fit', sys.argv[1], '--law', 'lr']))"
     done = run_blocked(code, str(table), cwd=tmp_path)
     assert done.returncode == 0 and 'rule  optim.lr: "' in done.stdout
+
+
+# experiments/lr_transfer reduced to about 2 minutes on 2 busy cores: widths 32 and 128, 6 rates, 100 steps of 8
+# sequences of 32 tokens. The measured reduced run (widths 32/64/128, 200 steps) is in the experiment's header.
+REDUCED = ["experiment=lr_transfer", "model.width=32,128", "optim.lr=0.00025,0.0005,0.001,0.002,0.004,0.008",
+           "data.seq_len=32", "optim.batch_size=8", "budget.tokens=25600", "data.val_tokens=4096",
+           "trainer.val_every=100", "launcher.parallel=2", "trainer.progress=false"]
+
+
+@pytest.mark.slow
+def test_reduced_lr_transfer_sp_drifts_mup_stays_and_a_ladder_follows_the_rule(tmp_path, capsys) -> None:
+    from scaling.plan import plan_sweep
+
+    assert main(["sweep", *REDUCED, f"run.root={tmp_path}"]) == 0
+    saved = tmp_path / "lr_fit.json"
+    assert main(["fit", str(tmp_path / "lr_transfer"), "--law", "lr", "--save", str(saved)]) == 0
+    print(capsys.readouterr().out)  # shown with -s: the measured table
+    fit = json.loads(saved.read_text())
+    sp, mup = fit["laws"]["sp"], fit["laws"]["mup"]
+    assert sp["exponent"] < -0.5 and sp["interval"][1] < 0  # sp's best rate falls with width
+    assert abs(mup["exponent"]) < 0.3 and mup["exponent"] > sp["exponent"] + 0.4
+    best = [p["best_lr"] for p in fit["points"] if p["parametrization"] == "mup"]
+    assert max(best) / min(best) <= 2  # within one grid step
+    plan = plan_sweep(["model=gpt", "model.width=32,64,128", "model.head_dim=16", "data.seq_len=32",
+                       f"run.root={tmp_path}", f"sweep.rules_from={saved}"])
+    rates = {spec.cfg.model.width: spec.cfg.optim.lr for spec in plan.runs}
+    assert rates[32] > rates[64] > rates[128]
+    assert rates[128] == pytest.approx(eval(sp["rule"], {}, {"width": 128}))
