@@ -199,7 +199,8 @@ class SweepConfig:
     # the sweep section is outside run identity anyway).
     LATER_FIELDS: ClassVar[tuple[str, ...]] = (
         "budget_range", "budget_count", "tokens_per_param_prior", "sizes_per_budget", "span", "batch_rule",
-        "batch_min", "batch_max", "min_steps", "holdout_budgets", "holdout_sizes", "width_step", "max_width", "rules_from")
+        "batch_min", "batch_max", "min_steps", "holdout_budgets", "holdout_sizes", "width_step", "max_width",
+        "rules_from")
 
     name: str = "default"
     mode: str = "none"  # none | grid | data | isoflop | ladder

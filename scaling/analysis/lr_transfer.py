@@ -195,10 +195,10 @@ def _check_grid(table: pd.DataFrame, knob: str, against: str) -> None:
             raise AnalysisError(f"{where} has {row['rates']} value(s) of {key}; --law lr needs at least {MIN_POINTS} "
                                 f"per {against} (a factor ~2 apart): add values to {key}")
         if row["edge"]:
-            side = "lowest" if row["edge"] == "low" else "highest"
+            side, beyond = ("lowest", "below") if row["edge"] == "low" else ("highest", "above")
             raise AnalysisError(f"{where}: the best {key} {row[f'best_{knob}']:g} is the {side} of its grid, so the "
-                                f"optimum may lie beyond it; extend the grid {'below' if side == 'lowest' else 'above'} "
-                                f"{row[f'best_{knob}']:g} there and run again")
+                                f"optimum may lie beyond it; extend the grid {beyond} {row[f'best_{knob}']:g} there "
+                                "and run again")
     for param, rows in table.groupby("parametrization"):
         if len(rows) < 2:
             raise AnalysisError(f"{param} has one {against} ({_size(rows[against].iloc[0])}); a power law of "

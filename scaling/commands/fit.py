@@ -44,8 +44,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--law", default="chinchilla", choices=[*LAW_NAMES, CURVE_LAW, LR_LAW],
                         help="chinchilla or kaplan: L(N, D); compute, params, data: L(C), L(N), L(D); "
                              "isoflop, envelope: Chinchilla's approaches 2 and 1; curve: a law of whole loss "
-                             "curves under any learning-rate schedule; lr: the best learning rate per width as a power law, "
-                             "and the sweep.rules line it gives (default: chinchilla)")
+                             "curves under any learning-rate schedule; lr: the best learning rate per width as a "
+                             "power law, and the sweep.rules line it gives (default: chinchilla)")
     parser.add_argument("--curve-law", choices=list(CURVE_LAWS),
                         help="with --law curve: mpl (Luo et al. 2025's multi-power law) or anneal (Tissue et al. "
                              "2024's annealing law) (default: mpl)")
@@ -63,7 +63,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
                                           "(D = C / (6 N) when only N and C are given)")
     parser.add_argument("--where", help="keep only rows matching a pandas query, e.g. \"family == 'gpt'\"")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="B",
-                        help="bootstrap replicates (runs resampled) for confidence intervals (--law lr: 1000 when not given)")
+                        help="bootstrap replicates (runs resampled) for confidence intervals "
+                             "(--law lr: 1000 when not given)")
     parser.add_argument("--holdout", type=_holdout, metavar="K",
                         help="backtest: hold out the K highest-compute runs (or a fraction, e.g. 0.2)")
     parser.add_argument("--all-runs", dest="targets", action="store_false",

@@ -131,7 +131,8 @@ def test_lr_options_and_other_laws_do_not_mix(tmp_path, capsys, argv: list[str],
 
 
 def test_batch_size_fit_gives_an_integer_rule() -> None:
-    rows = [{"width": w, "batch_size": b, "C": c, "loss": 2 + (math.log2(b) - math.log2(8 * (c / 1e12) ** 0.5)) ** 2 / 10}
+    rows = [{"width": w, "batch_size": b, "C": c,
+             "loss": 2 + (math.log2(b) - math.log2(8 * (c / 1e12) ** 0.5)) ** 2 / 10}
             for w, c in ((32, 1e12), (64, 4e12), (128, 1.6e13)) for b in (2, 4, 8, 16, 32, 64, 128)]
     fit = fit_lr(pd.DataFrame(rows), knob="batch_size", against="C", bootstrap=0)
     assert fit.laws["sp"]["exponent"] == pytest.approx(0.5, abs=1e-6)
