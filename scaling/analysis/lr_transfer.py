@@ -56,7 +56,7 @@ def cells(runs: pd.DataFrame, knob: str = "lr", against: str = "width") -> pd.Da
         raise AnalysisError(f"no completed run has {knob}, {against} and loss; train the sweep first "
                             "(scaling status shows its runs)")
     _refuse_confounders(frame, knob, against)
-    table = frame.groupby(["parametrization", against, knob], as_index=False)["loss"].mean()
+    table = frame.groupby(["parametrization", against, knob], as_index=False)["loss"].agg(loss="mean", runs="size")
     return table.astype({knob: float, "loss": float})
 
 
@@ -184,7 +184,10 @@ def fit_lr(runs: pd.DataFrame, knob: str = "lr", against: str = "width", bootstr
     rng = np.random.default_rng(seed)
     laws = {param: _power_law(frame[frame["parametrization"] == param], rows, knob, against, bootstrap, rng, level)
             for param, rows in table.groupby("parametrization")}
-    return LrFit(knob, against, table, laws, level, bootstrap, source)
+    notes = [] if frame["runs"].nunique() == 1 else [
+        f"grid points average unequal numbers of runs (seeds), {frame['runs'].min()} to {frame['runs'].max()}: "
+        "compare like with like, e.g. --where 'seed == 0'"]
+    return LrFit(knob, against, table, laws, level, bootstrap, source, notes)
 
 
 def _check_grid(table: pd.DataFrame, knob: str, against: str) -> None:

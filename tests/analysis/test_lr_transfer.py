@@ -81,6 +81,14 @@ def test_a_diverged_run_is_a_tried_grid_point_not_a_missing_one() -> None:
     frame.loc[top, "status"], frame.loc[top, "loss"] = "diverged", np.nan
     fit = fit_lr(frame, bootstrap=0)  # sp width 32's best (0.016) would be the top edge without the 0.032 runs
     assert fit.table.set_index(["parametrization", "width"]).loc[("sp", 32), "rates"] == 7
+    assert not fit.notes
+
+
+def test_seeds_are_averaged_and_unequal_counts_are_noted() -> None:
+    frame = transfer_table()
+    again = frame[frame["lr"] <= 0.004].assign(seed=1, loss=lambda t: t["loss"] + 0.01)
+    fit = fit_lr(pd.concat([frame.assign(seed=0), again]), bootstrap=0)
+    assert "unequal numbers of runs (seeds), 1 to 2" in fit.summary() and "--where 'seed == 0'" in fit.notes[0]
 
 
 @pytest.mark.parametrize("frame, words", [
