@@ -191,7 +191,8 @@ class SweepConfig:
       `holdout_sizes` (if set) keeps only that many central sizes at a target budget.
     `models` holds widths (with a model.depth rule) or [width, depth] pairs. `rules` set keys from
     expressions of width, depth, N, N_nonembed, D, C (e.g. optim.lr: 3e-3 * (N / 1e6) ** -0.25),
-    applied in order after the axes.
+    applied in order after the axes. `rules_from` is a fit file of `scaling fit SWEEP --law lr --save FILE`:
+    its rules for the sweep's model.parametrization come first, and sweep.rules win over them.
     """
 
     # Added after run ids were pinned (scaling.plan.identity leaves them out while at their default;
@@ -199,7 +200,7 @@ class SweepConfig:
     LATER_FIELDS: ClassVar[tuple[str, ...]] = (
         "budget_range", "budget_count", "tokens_per_param_prior", "sizes_per_budget", "span", "batch_rule",
         "batch_min", "batch_max", "min_steps", "holdout_budgets", "holdout_sizes", "width_step", "max_width",
-        "seed_repeats")
+        "seed_repeats", "rules_from")
 
     name: str = "default"
     mode: str = "none"  # none | grid | data | isoflop | ladder
@@ -210,6 +211,7 @@ class SweepConfig:
     data_sizes: list[float] = field(default_factory=list)
     budgets: list[float] = field(default_factory=list)
     rules: dict[str, Any] = field(default_factory=dict)
+    rules_from: Optional[str] = None  # a fit file (scaling fit --law lr --save): its rules, then sweep.rules
     tokens_per_param: list[float] = field(default_factory=list)  # isoflop: [min, max] of D / N
     allow_repeat: bool = False  # isoflop: keep points whose D exceeds the unique data
     budget_tolerance: float = 0.05  # isoflop: largest relative gap between C and its budget

@@ -414,8 +414,26 @@ def plan_sweep(overrides: list[str] | tuple[str, ...] = ()) -> Plan:
     cfg = to_object(base)
     check_mode(cfg.sweep)
     refuse_non_finite(cfg.sweep, "sweep")
+    if cfg.sweep.rules_from:
+        cfg = to_object(_with_measured_rules(base, cfg))
     runs, skipped = _Planner(base).expand(cfg.sweep, source(cfg.data.kind).unit, list(overrides))
     return Plan(cfg.sweep.name, cfg.sweep.mode, runs, skipped, cfg)
+
+def _with_measured_rules(base: Any, cfg: Config) -> Any:
+    """The composed config with sweep.rules_from's rules (for its parametrization) before sweep.rules."""
+    from omegaconf import open_dict
+
+    from scaling.analysis.lr_transfer import read_rules
+
+    parametrization = getattr(cfg.model, "parametrization", "sp")
+    try:
+        measured = read_rules(cfg.sweep.rules_from, parametrization)
+    except ValueError as error:
+        raise ConfigError(f"sweep.rules_from: {error}") from None
+    with open_dict(base):
+        base.sweep.rules = {**measured, **dict(cfg.sweep.rules)}
+    return base
+
 
 def _as_overrides(point: dict[str, Any]) -> list[str]:
     return [f"{k}={v}" for k, v in point.items()]

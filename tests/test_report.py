@@ -108,7 +108,7 @@ def test_isoflop_table_gets_every_figure_and_a_report(tmp_path):
     assert lines["isoflop"]["a"] == pytest.approx(0.28 / 0.62, abs=0.03)
     assert (lines["chinchilla"]["N_opt_lo"] <= lines["chinchilla"]["N_opt_hi"]).all()
     written = write_report(an, tmp_path, "synthetic")
-    assert {p.stem for p in written["figures"]} == set(FIGURE_NAMES) - {"probes", "branches"}
+    assert {p.stem for p in written["figures"]} == set(FIGURE_NAMES) - {"probes", "branches", "lr_transfer"}
     page = written["html"].read_text()
     assert page.count('<section class="figure') == 7 and "Fitted on the 16 cheapest runs" in page
 

@@ -20,6 +20,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from scaling.analysis import lr_transfer
 from scaling.analysis.analyse import Analysis
 from scaling.analysis.formatting import finite, fmt_count, fmt_flops
 from scaling.analysis.laws import PARAMETRIC_LAWS
@@ -34,7 +35,8 @@ def make_figures(an: Analysis) -> dict[str, Figure]:
     makers = {"loss_vs_compute": fig_loss_vs_compute, "loss_vs_params": lambda a: fig_loss_vs_size(a, "N"),
               "loss_vs_data": lambda a: fig_loss_vs_size(a, "D"), "isoflop": fig_isoflop,
               "allocation": fig_allocation, "residuals": fig_residuals, "backtest": fig_backtest,
-              "probes": fig_probes, "branches": fig_branches}
+              "probes": fig_probes, "branches": fig_branches,
+              "lr_transfer": lambda a: lr_transfer.report_figure(a.runs)}
     figures = {}
     for name, maker in makers.items():
         figure = maker(an)

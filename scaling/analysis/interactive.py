@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from scaling.analysis import lr_transfer
 from scaling.analysis.analyse import Analysis
 from scaling.analysis.formatting import fmt_count, fmt_flops, hover_lines, run_label
 from scaling.analysis.series import (FIGURE_NAMES, allocation_lines, allocation_points, backtest_limits,
@@ -311,7 +312,8 @@ def plotly_figures(an: Analysis) -> dict[str, go.Figure]:
     makers = {"loss_vs_compute": plotly_loss_vs_compute, "loss_vs_params": lambda a: plotly_loss_vs_size(a, "N"),
               "loss_vs_data": lambda a: plotly_loss_vs_size(a, "D"), "isoflop": plotly_isoflop,
               "allocation": plotly_allocation, "residuals": plotly_residuals, "backtest": plotly_backtest,
-              "probes": plotly_probes, "branches": plotly_branches}
+              "probes": plotly_probes, "branches": plotly_branches,
+              "lr_transfer": lambda a: lr_transfer.report_plotly(a.runs)}
     out = {}
     for name in FIGURE_NAMES:
         figure = makers[name](an)

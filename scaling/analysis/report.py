@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from scaling.analysis import lr_transfer
 from scaling.analysis.analyse import Analysis
 from scaling.analysis.figures import make_figures, save_figures
 from scaling.analysis.formatting import fmt_count, fmt_flops
@@ -43,10 +44,12 @@ CAPTIONS = {
     "probes": "Embedding-space probe metrics against model size and compute, with a power law where one fits.",
     "branches": "Each constant-rate trunk (solid) with the cooldown branches (dashed) that leave it at their branch "
                 "step, loss against tokens seen, one colour per model; ● the branches' final losses.",
+    "lr_transfer": lr_transfer.REPORT_CAPTION,
 }
 TITLES = {"loss_vs_compute": "Loss vs compute", "loss_vs_params": "Loss vs parameters", "loss_vs_data": "Loss vs data",
           "isoflop": "IsoFLOP profiles", "allocation": "Compute-optimal allocation", "residuals": "Residuals",
-          "backtest": "Backtest", "probes": "Probes", "branches": "Cooldown branches"}
+          "backtest": "Backtest", "probes": "Probes", "branches": "Cooldown branches",
+          "lr_transfer": lr_transfer.REPORT_TITLE}
 EXTRA_COLUMNS = ("val_accuracy", "train_loss", "tokens_per_param", "steps", "wall_time", "lr")
 PLOT_CONFIG = {"displaylogo": False, "responsive": True,
                "toImageButtonOptions": {"format": "svg"}, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}

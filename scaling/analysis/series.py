@@ -24,7 +24,7 @@ from scaling.analysis.isoflop import budget_labels, power_law_fit
 from scaling.analysis.laws import PARAMETRIC_LAWS
 
 FIGURE_NAMES = ("loss_vs_compute", "loss_vs_params", "loss_vs_data", "isoflop", "allocation", "residuals",
-                "backtest", "probes", "branches")
+                "backtest", "probes", "branches", "lr_transfer")
 MAX_CURVE_POINTS = 200  # per run: longer curves are thinned (log-spaced) for drawing
 MAX_GROUPS = 8  # lines in loss-vs-N (one per D) and loss-vs-D (one per N)
 PROBE_MIN_R2 = 0.5  # a power law is drawn through a probe metric only when it explains this much

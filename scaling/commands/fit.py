@@ -4,6 +4,7 @@
     scaling fit chinchilla.csv --columns 'N=Model Size,C=Training FLOP,loss=loss' --bootstrap 1000
     scaling fit runs/ladder --compare
     scaling fit data/loss_curves/25 --law curve --curve-law mpl --fit-on cosine_24000,constant_24000,wsdcon_9
+    scaling fit runs/lr_transfer --law lr --save runs/lr_transfer/lr_fit.json
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ CURVE_SOURCE_HELP = "a sweep folder (runs/NAME) or a folder of CSV files with co
 CURVE_LAW = "curve"  # --law curve: a law of whole loss curves (scaling.analysis.curves)
 NOT_FOR_CURVES = {"columns": "--columns", "where": "--where", "bootstrap": "--bootstrap", "holdout": "--holdout",
                   "compare": "--compare", "frontier": "--frontier", "predict": "--predict"}
+LR_LAW = "lr"  # --law lr: the best learning rate (or batch size) per size (scaling.analysis.lr_transfer)
+LR_OPTIONS = {"knob": "--knob", "against": "--against", "save": "--save"}
+NOT_FOR_LR = {"holdout": "--holdout", "compare": "--compare", "frontier": "--frontier", "predict": "--predict"}
 SINGLE_LAWS = {"compute": "C", "params": "N", "data": "D"}  # one-variable laws and what they read
 
 
@@ -37,10 +41,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     from scaling.analysis.laws import LAW_NAMES
 
     parser.add_argument("source", help=f"{SOURCE_HELP}; with --law curve, {CURVE_SOURCE_HELP}")
-    parser.add_argument("--law", default="chinchilla", choices=[*LAW_NAMES, CURVE_LAW],
+    parser.add_argument("--law", default="chinchilla", choices=[*LAW_NAMES, CURVE_LAW, LR_LAW],
                         help="chinchilla or kaplan: L(N, D); compute, params, data: L(C), L(N), L(D); "
                              "isoflop, envelope: Chinchilla's approaches 2 and 1; curve: a law of whole loss "
-                             "curves under any learning-rate schedule (default: chinchilla). isoflop flags each "
+                             "curves under any learning-rate schedule; lr: the best learning rate per width as a "
+                             "power law, and the sweep.rules line it gives (default: chinchilla). isoflop flags each "
                              "budget (too_few_sizes, edge, off_centre, weak_curvature, no_minimum, outlier_run) and "
                              "says what to add; edge, weak_curvature and no_minimum budgets are left out of the power "
                              "laws, the others kept")
@@ -50,11 +55,19 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fit-on", metavar="NAME[,NAME...]",
                         help="with --law curve: the curves to fit (file stems or run_ids); the others are predicted "
                              "(default: fit all)")
+    parser.add_argument("--knob", choices=["lr", "batch_size"],
+                        help="with --law lr: the setting whose best value is fitted (default: lr)")
+    parser.add_argument("--against", choices=["width", "N", "N_nonembed", "C", "D"],
+                        help="with --law lr: the size the best value is a power law of (default: width)")
+    parser.add_argument("--save", metavar="FILE",
+                        help="with --law lr: write the fit (rule, exponent, interval, points) as JSON for "
+                             "sweep.rules_from")
     parser.add_argument("--columns", help="rename the table's columns: 'N=Model Size,C=Training FLOP,loss=loss' "
                                           "(D = C / (6 N) when only N and C are given)")
     parser.add_argument("--where", help="keep only rows matching a pandas query, e.g. \"family == 'gpt'\"")
     parser.add_argument("--bootstrap", type=int, default=0, metavar="B",
-                        help="bootstrap replicates (runs resampled) for confidence intervals")
+                        help="bootstrap replicates (runs resampled) for confidence intervals "
+                             "(--law lr: 1000 when not given)")
     parser.add_argument("--holdout", type=_holdout, metavar="K",
                         help="backtest: hold out the K highest-compute runs (or a fraction, e.g. 0.2)")
     parser.add_argument("--all-runs", dest="targets", action="store_false",
@@ -83,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.law == CURVE_LAW:
         return _run_curve(args)
+    if args.law == LR_LAW:
+        return _run_lr(args)
     _check_options(args)
     try:
         source = read_source(existing_path(args.source, SOURCE_HELP), columns=args.columns, where=args.where,
@@ -112,6 +127,9 @@ def _check_options(args: argparse.Namespace) -> None:
     for option, flag in (("curve_law", "--curve-law"), ("fit_on", "--fit-on")):
         if getattr(args, option) is not None:
             raise UsageError(f"{flag} goes with --law curve (a law of whole loss curves), not --law {args.law}")
+    for option, flag in LR_OPTIONS.items():
+        if getattr(args, option) is not None:
+            raise UsageError(f"{flag} goes with --law lr (the best learning rate per size), not --law {args.law}")
 
 
 def _run_curve(args: argparse.Namespace) -> int:
@@ -119,13 +137,38 @@ def _run_curve(args: argparse.Namespace) -> int:
     from scaling.analysis.curve_source import read_curves
     from scaling.analysis.curves import fit_curves
 
-    given = [flag for option, flag in NOT_FOR_CURVES.items() if getattr(args, option) not in (None, False, 0)]
+    given = [flag for option, flag in {**NOT_FOR_CURVES, **LR_OPTIONS}.items()
+             if getattr(args, option) not in (None, False, 0)]
     if given:
         raise UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to --law curve; "
                          f"its options are --curve-law, --fit-on and --json")
     curves = read_curves(existing_path(args.source, CURVE_SOURCE_HELP))
     result = fit_curves(curves, law=args.curve_law or "mpl", fit_on=_names(args.fit_on))
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    return 0
+
+
+def _run_lr(args: argparse.Namespace) -> int:
+    """`--law lr`: the best learning rate (or batch size) per size, its power law, the rule; --save writes it."""
+    from scaling.analysis.lr_transfer import fit_lr, save_fit
+    from scaling.analysis.source import read_source
+
+    given = [flag for option, flag in {**NOT_FOR_LR, "curve_law": "--curve-law", "fit_on": "--fit-on"}.items()
+             if getattr(args, option) not in (None, False)]
+    if given:
+        raise UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to --law lr; its options "
+                         "are --knob, --against, --bootstrap, --level, --seed, --where, --columns, --save and --json")
+    if args.bootstrap < 0 or not 0 < args.level < 1:
+        raise UsageError("--bootstrap takes a count >= 0 and --level a number between 0 and 1, e.g. 0.95")
+    source = read_source(existing_path(args.source, SOURCE_HELP), columns=args.columns, where=args.where)
+    result = fit_lr(source.runs, knob=args.knob or "lr", against=args.against or "width",
+                    bootstrap=args.bootstrap or 1000, seed=args.seed, level=args.level, source=str(args.source))
+    result.notes += source.notes
+    if args.save:
+        save_fit(result, args.save)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    if args.save and not args.json:
+        print(f"saved {args.save} (use it with sweep.rules_from={args.save})")
     return 0
 
 
