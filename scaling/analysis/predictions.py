@@ -110,8 +110,7 @@ def resolve_target(target: Target, runs: Any) -> Target:
     """The target with the facts the run table gives: a run's N, D, C and budget (its run_id completed from a
     unique prefix); a point's C from 6ND when not given. ValueError for a run the table does not have."""
     if target.kind == "point" and target.C is None:
-        target.C = 6.0 * target.N * target.D
-        target.notes.append("C = 6ND (the point gave no C)")
+        _point_compute(target, runs)
     if target.kind == "compute":
         _maybe_run_too(target, runs)
     if target.kind != "run":
@@ -131,6 +130,17 @@ def resolve_target(target: Target, runs: Any) -> Target:
     target.run_id = found[0]
     target.N, target.D, target.C, target.budget_flops = facts["N"], facts["D"], facts["C"], facts["budget_flops"]
     return target
+
+
+def _point_compute(target: Target, runs: Any) -> None:
+    """A point's C when not given: that of the sweep's runs with its N and D, else 6ND."""
+    matched = runs[target_rows(target, runs)]["C"].map(_float).dropna() if "C" in runs.columns else []
+    if len(matched):
+        target.C = float(matched.mean())
+        target.notes.append("C of the sweep's runs with this N and D")
+    else:
+        target.C = 6.0 * target.N * target.D
+        target.notes.append("C = 6ND (the point gave no C and no run of the sweep has its N and D)")
 
 
 def _maybe_run_too(target: Target, runs: Any) -> None:
