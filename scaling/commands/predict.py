@@ -125,6 +125,8 @@ def _prediction(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
 
 def _lines(record: dict[str, Any], path: Path) -> list[str]:
+    from collections import Counter
+
     from scaling.analysis.predictions import Target
 
     p, target = record["predicted"], Target(**record["target"])
@@ -134,14 +136,24 @@ def _lines(record: dict[str, Any], path: Path) -> list[str]:
     if "N_opt" in p:
         lines.append(f"  at its compute-optimal point N_opt {p['N_opt']:,.0f}, D_opt {p['D_opt']:,.0f} "
                      f"(C / 6ND = {p['C_per_6ND']:.3f}, from the fitted runs)")
-    lines.append(f"  fitted on {record['n_fitted']} runs; left out {len(record['excluded'])} "
-                 f"(held-out targets, the target itself, unfinished runs)")
+    reasons = Counter(_reason(e["reason"]) for e in record["excluded"])
+    left_out = f"; left out {', '.join(f'{n} {why}' for why, n in reasons.items())}" if reasons else ""
+    lines.append(f"  fitted on {record['n_fitted']} runs{left_out}")
     version = record["version"]
     commit = f", commit {version['git_commit'][:10]}" + (" with uncommitted changes" if version["git_dirty"] else "") \
         if version["git_commit"] else ""
     lines.append(f"wrote {path} (scaling {version['scaling']}{commit}); `scaling status` scores it once the target "
                  "completes")
     return lines
+
+
+def _reason(reason: str) -> str:
+    """A short name for why a run was left out of the fit."""
+    for start, short in (("the prediction's target", "as the target"), ("a held-out target", "as held-out targets"),
+                         ("status", "not completed")):
+        if reason.startswith(start):
+            return short
+    return "off the frontier" if "frontier" in reason else reason
 
 
 COMMAND = Command(name="predict", synopsis="SWEEP --target T", help="register a law's prediction of a run to come",

@@ -265,3 +265,45 @@ def test_loss_vs_compute_dashes_the_law_beyond_the_fitted_runs_and_draws_targets
     assert len(held.x) == len(targets) and all(np.asarray(held.error_y.array) >= 0)
     registered = next(t for t in figure.data if t.name == "registered prediction: observed")
     assert list(registered.y) == [pytest.approx(min(load_runs(sweep).query("budget_flops > 3e12")["loss"]))]
+
+
+TINY_LADDER = ["model=gpt", "model.head_dim=8", "data.seq_len=32", "data.val_tokens=4096", "trainer.val_every=1000",
+               "trainer.log_every=10", "trainer.checkpoint_every=1000", "trainer.progress=false", "sweep=ladder",
+               "sweep.name=tiny", "sweep.sizes_per_budget=2", "sweep.span=0.2", "sweep.min_steps=30",
+               "launcher.parallel=2"]
+
+
+@pytest.mark.slow
+def test_a_real_tiny_ladder_predicts_then_trains_its_target(tmp_path, capsys):
+    """Three budgets of a tiny GPT trained, a prediction registered at a 3x larger budget, then the same ladder
+    with that budget as its held-out target: only the target's runs train, and status and report score it."""
+    from scaling.commands.status import status_table
+
+    root = tmp_path / "runs"
+    assert main(["sweep", *TINY_LADDER, f"run.root={root}", "sweep.budgets=[5e8,1e9,2e9]",
+                 "sweep.holdout_budgets=0"]) == 0
+    sweep = root / "tiny"
+    fitted = load_runs(sweep)
+    assert _predict(sweep, "--target", "6e9", "--name", "next", "--law", "compute", "--bootstrap", "100") == 0
+    record = _file(sweep, "next")
+    assert set(record["fitted_runs"]) == set(fitted["run_id"]) and record["predicted"]["lo"] is not None
+    assert "pending (no run of budget 6e+09 in the sweep)" in status_table(sweep)
+    assert main(["sweep", *TINY_LADDER, f"run.root={root}", "sweep.budgets=[5e8,1e9,2e9,6e9]",
+                 "sweep.holdout_budgets=1"]) == 0
+    runs = load_runs(sweep)
+    targets = runs[~runs["run_id"].isin(fitted["run_id"])]
+    assert len(targets) >= 1 and (targets["budget_flops"] == 6e9).all() and (runs["status"] == "completed").all()
+    assert runs.set_index("run_id").loc[fitted["run_id"], "finished"].tolist() == fitted["finished"].tolist()
+    observed = float(targets["loss"].min())
+    p = record["predicted"]
+    verdict = "covered" if p["lo"] <= observed <= p["hi"] else "not covered"
+    line = next(x for x in status_table(sweep).splitlines() if x.startswith("next "))
+    assert f"{observed:.4f}" in line and f"{(p['loss'] - observed) / observed:+.2%}" in line and line.endswith(verdict)
+    capsys.readouterr()
+    assert main(["report", str(sweep), "-o", str(tmp_path / "report"), "--law", "compute", "--bootstrap", "20"]) == 0
+    out = capsys.readouterr().out
+    assert f"compute fit of {len(fitted)} runs" in out and f"{len(targets)} held-out targets not fitted" in out
+    assert f"targets: {len(targets)} held-out runs at budget 6e+09" in out
+    assert next(x for x in out.splitlines() if x.startswith("next ")) == line
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "Registered predictions" in page and f">{verdict}<" in page
