@@ -267,6 +267,18 @@ def test_loss_vs_compute_dashes_the_law_beyond_the_fitted_runs_and_draws_targets
     assert list(registered.y) == [pytest.approx(min(load_runs(sweep).query("budget_flops > 3e12")["loss"]))]
 
 
+def test_predict_and_status_need_no_torch(ladder):
+    from tests.analysis.test_analysis_no_torch import run_blocked
+
+    sweep, _, _ = ladder()
+    code = "from scaling.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    predicted = run_blocked(code, "predict", str(sweep), "--target", "3.3e12", "--name", "p", "--bootstrap", "5",
+                            cwd=sweep)
+    assert predicted.returncode == 0, predicted.stderr
+    shown = run_blocked(code, "status", str(sweep), cwd=sweep)
+    assert shown.returncode == 0 and "registered predictions (1):" in shown.stdout
+
+
 TINY_LADDER = ["model=gpt", "model.head_dim=8", "data.seq_len=32", "data.val_tokens=4096", "trainer.val_every=1000",
                "trainer.log_every=10", "trainer.checkpoint_every=1000", "trainer.progress=false", "sweep=ladder",
                "sweep.name=tiny", "sweep.sizes_per_budget=2", "sweep.span=0.2", "sweep.min_steps=30",
