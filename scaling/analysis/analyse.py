@@ -39,6 +39,9 @@ class Analysis:
     target_C: float = math.nan
     loss_column: Optional[str] = None
     level: float = 0.95
+    held_out: pd.DataFrame = field(default_factory=pd.DataFrame)  # a ladder's held-out targets: shown, never fitted
+    target_scores: Optional[dict] = None  # the main law's prediction of each completed target (targets.score_targets)
+    predictions: list[dict] = field(default_factory=list)  # registered predictions (scaling.analysis.predictions)
 
     @property
     def loss_law(self) -> bool:
@@ -69,12 +72,18 @@ def auto_holdout(n_usable: int, law: str) -> int:
 
 def analyse(runs: pd.DataFrame, curves: Optional[pd.DataFrame] = None, law: str = "chinchilla", *,
             target_flops: Optional[float] = None, bootstrap: int = 200, holdout: Optional[int | float] = None,
-            seed: int = 0, level: float = 0.95) -> Analysis:
+            seed: int = 0, level: float = 0.95, held_out: Optional[pd.DataFrame] = None) -> Analysis:
     """Fit `law` (bootstrap intervals, a backtest) and the IsoFLOP and envelope approaches where possible.
 
+    `held_out` are a ladder's held-out targets (scaling.analysis.targets.split_targets): no fit sees
+    them; they join the run table, and the main law's prediction of each completed one is scored.
     Nothing raises for a table that cannot be fitted: the reason lands in `errors` and the
     figures show the data alone.
     """
+    if held_out is not None and len(held_out):
+        an = analyse(runs, curves, law, target_flops=target_flops, bootstrap=bootstrap, holdout=holdout, seed=seed,
+                     level=level)
+        return _with_held_out(an, held_out)
     if "run_id" not in runs.columns:  # the labels fits give rows ('row 3'), so figures can match runs to fits
         runs = runs.assign(run_id=run_labels(runs))
     kept = usable_runs(runs)
@@ -92,6 +101,18 @@ def analyse(runs: pd.DataFrame, curves: Optional[pd.DataFrame] = None, law: str 
             found = _try(an, approach, lambda name=approach: fit(runs, name, curves=curves, seed=seed))
             if found is not None:
                 an.approaches[approach] = found
+    return an
+
+
+def _with_held_out(an: Analysis, held_out: pd.DataFrame) -> Analysis:
+    from scaling.analysis.targets import score_targets
+
+    an.runs = pd.concat([an.runs, held_out], ignore_index=True)
+    frame = held_out.assign(**{c: pd.to_numeric(held_out[c], errors="coerce") for c in FIGURE_COLUMNS})
+    frame["loss"] = frame["loss"].where(usable(held_out, FIGURE_COLUMNS))  # a loss only once completed
+    an.held_out = frame[(frame[["N", "D", "C"]] > 0).all(axis=1)].reset_index(drop=True)
+    if an.main is not None and an.main.law in PARAMETRIC_LAWS and len(an.usable):
+        an.target_scores = score_targets(an.main, held_out, an.usable, frontier=False)
     return an
 
 

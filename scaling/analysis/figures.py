@@ -25,9 +25,9 @@ from scaling.analysis.analyse import Analysis
 from scaling.analysis.formatting import finite, fmt_count, fmt_flops
 from scaling.analysis.laws import PARAMETRIC_LAWS
 from scaling.analysis.series import (allocation_lines, allocation_points, backtest_limits, backtest_points,
-                                     branch_trees, empirical_frontier, frontier_curve, groups, isoflop_profiles,
-                                     law_line, loss_limits, palette, probe_fits, residual_points, run_curves,
-                                     size_colours, size_norm, target_prediction)
+                                     branch_trees, empirical_frontier, frontier_curve, groups, held_out_points,
+                                     isoflop_profiles, law_line, loss_limits, palette, probe_fits, registered_points,
+                                     residual_points, run_curves, size_colours, size_norm, target_prediction)
 
 
 def make_figures(an: Analysis) -> dict[str, Figure]:
@@ -121,6 +121,8 @@ def fig_loss_vs_compute(an: Analysis) -> Optional[Figure]:
     if envelope is not None and len(envelope):
         ax.plot(envelope["C"], envelope["loss"], color="0.45", ls=":", lw=1.5, label="lower envelope of the curves")
     _draw_frontier(ax, an)
+    _draw_predicted(ax, held_out_points(an), "loss", "held-out target", "darkorange", "D")
+    _draw_predicted(ax, registered_points(an), "observed", "registered prediction", "royalblue", "s")
     _colourbar(figure, ax, an)
     ax.legend(fontsize=8, loc="upper right")
     if an.main is None:
@@ -150,6 +152,23 @@ def _draw_frontier(ax: Axes, an: Analysis) -> None:
         ax.annotate(f"C = {fmt_flops(target['C'])}\nL = {target['loss']:.3f}{interval}", (target["C"], target["loss"]),
                     textcoords="offset points", xytext=(-12, 12), ha="right", fontsize=8,
                     bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.8", alpha=0.9))
+
+
+def _draw_predicted(ax: Axes, points: Optional[pd.DataFrame], observed: str, what: str, colour: str,
+                    marker: str) -> None:
+    """Predictions at their compute (open markers, error bars for the interval) and what was observed there."""
+    if points is None:
+        return
+    predicted = points[np.isfinite(points["predicted"])]
+    if len(predicted):
+        below = (predicted["predicted"] - predicted["lo"]).fillna(0).clip(lower=0)
+        above = (predicted["hi"] - predicted["predicted"]).fillna(0).clip(lower=0)
+        ax.errorbar(predicted["C"], predicted["predicted"], yerr=[below, above], fmt=marker, mfc="white", mec=colour, ecolor=colour, ms=7, capsize=3, lw=1.2, zorder=4,
+                    label=f"{what}: predicted ({'with interval' if predicted['lo'].notna().any() else 'no interval'})")
+    seen = points[np.isfinite(points[observed])]
+    if len(seen):
+        ax.scatter(seen["C"], seen[observed], marker=marker, s=40, color=colour, edgecolors="black", linewidths=0.6,
+                   zorder=5, label=f"{what}: observed")
 
 
 def fig_loss_vs_size(an: Analysis, vary: str) -> Optional[Figure]:

@@ -19,9 +19,9 @@ from scaling.analysis import lr_transfer
 from scaling.analysis.analyse import Analysis
 from scaling.analysis.formatting import fmt_count, fmt_flops, hover_lines, run_label
 from scaling.analysis.series import (FIGURE_NAMES, allocation_lines, allocation_points, backtest_limits,
-                                     backtest_points, branch_trees, empirical_frontier, frontier_curve, groups, isoflop_profiles,
-                                     law_line, loss_limits, palette, probe_fits, residual_points, run_curves,
-                                     size_colours, target_prediction)
+                                     backtest_points, branch_trees, empirical_frontier, frontier_curve, groups,
+                                     held_out_points, isoflop_profiles, law_line, loss_limits, palette, probe_fits,
+                                     registered_points, residual_points, run_curves, size_colours, target_prediction)
 
 CRIMSON = "#dc143c"
 APPROACH_COLOURS = {"isoflop": "#1f77b4", "envelope": "#2ca02c"}
@@ -81,6 +81,8 @@ def plotly_loss_vs_compute(an: Analysis) -> Optional[go.Figure]:
                                     name="lower envelope of the curves", line=dict(color="#777", dash="dot", width=2),
                                     hovertemplate="envelope: C %{x:.3g}, loss %{y:.4f}<extra></extra>"))
     _add_frontier(figure, an)
+    _add_predicted(figure, held_out_points(an), "loss", "held-out target", "#ff8c00", "diamond")
+    _add_predicted(figure, registered_points(an), "observed", "registered prediction", "#4169e1", "square")
     _layout(figure, "Loss vs compute", "training compute C (FLOPs)", "loss", height=540)
     figure.update_layout(legend=dict(x=0.99, y=0.99, xanchor="right"))
     return figure
@@ -125,6 +127,32 @@ def _add_target(figure: go.Figure, an: Analysis) -> None:
                                 meta="target", marker=dict(symbol="star", size=18, color=CRIMSON,
                                                            line=dict(color="black", width=1)),
                                 text=["<br>".join(lines)], hovertemplate="%{text}<extra></extra>"))
+
+
+def _add_predicted(figure: go.Figure, points: Optional[pd.DataFrame], observed: str, what: str, colour: str,
+                   symbol: str) -> None:
+    """Predictions at their compute (open markers with the interval as an error bar) and what was observed."""
+    if points is None:
+        return
+    names = points["name"] if "name" in points.columns else points["run_id"]
+    predicted = points[np.isfinite(points["predicted"])]
+    if len(predicted):
+        text = [f"{name}: predicted {p:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if np.isfinite(lo) else " (no interval)")
+                for name, p, lo, hi in zip(names[predicted.index], predicted["predicted"], predicted["lo"],
+                                           predicted["hi"])]
+        error = dict(type="data", symmetric=False, array=(predicted["hi"] - predicted["predicted"]).fillna(0),
+                     arrayminus=(predicted["predicted"] - predicted["lo"]).fillna(0), color=colour, thickness=1.5)
+        figure.add_trace(go.Scatter(x=predicted["C"], y=predicted["predicted"], mode="markers", error_y=error,
+                                    name=f"{what}: predicted", meta="predicted", text=text,
+                                    marker=dict(symbol=f"{symbol}-open", size=11, color=colour, line=dict(width=2)),
+                                    hovertemplate="%{text}<br>C %{x:.3g}<extra></extra>"))
+    seen = points[np.isfinite(points[observed])]
+    if len(seen):
+        text = [f"{name}: observed {value:.4f}" for name, value in zip(names[seen.index], seen[observed])]
+        figure.add_trace(go.Scatter(x=seen["C"], y=seen[observed], mode="markers", name=f"{what}: observed",
+                                    meta="observed", text=text,
+                                    marker=dict(symbol=symbol, size=10, color=colour, line=dict(color="black", width=1)),
+                                    hovertemplate="%{text}<br>C %{x:.3g}<extra></extra>"))
 
 
 def plotly_loss_vs_size(an: Analysis, vary: str) -> Optional[go.Figure]:

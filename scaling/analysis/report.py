@@ -27,13 +27,16 @@ from scaling.analysis.analyse import Analysis
 from scaling.analysis.figures import make_figures, save_figures
 from scaling.analysis.formatting import fmt_count, fmt_flops
 from scaling.analysis.interactive import plotly_figures
-from scaling.analysis.series import isoflop_budgets, target_prediction
+from scaling.analysis.series import held_out_points, isoflop_budgets, target_prediction
 from scaling.store import TABLE_COLUMNS
 
 CAPTIONS = {
     "loss_vs_compute": "Every run's training curve (loss against the compute used so far), coloured by model size; "
                        "dots are final validation losses. The red line is the compute-optimal frontier of the "
-                       "fitted law with its bootstrap band, dashed where it extrapolates to the target compute (★).",
+                       "fitted law with its bootstrap band, solid over the fitted runs and dashed where it "
+                       "extrapolates to the target compute (★). Orange diamonds: a ladder's held-out targets (never "
+                       "fitted), open with the law's prediction and interval, filled where observed; blue squares: "
+                       "registered predictions (scaling predict), likewise.",
     "loss_vs_params": "Final loss against model size, one line per data size; dashed: the fitted law.",
     "loss_vs_data": "Final loss against data size, one line per model size; dashed: the fitted law.",
     "isoflop": "Loss against model size at fixed compute: parabolas in log N and their minima (◆).",
@@ -187,6 +190,47 @@ def backtest_html(an: Analysis) -> str:
             f"</tr></thead><tbody>{rows}</tbody></table>")
 
 
+def predictions_html(an: Analysis) -> str:
+    """The held-out targets (the main law's prediction of each, never fitted) and the registered predictions
+    (scaling predict), each scored against the run table once its target completed; '' when there are none."""
+    from scaling.analysis.predictions import prediction_rows
+    from scaling.analysis.targets import target_lines
+
+    parts = []
+    points = held_out_points(an)
+    if points is not None:
+        lines = target_lines(an.target_scores) if an.target_scores else ["no law of the loss to predict them with"]
+        rows = "".join(_target_row(r) for r in points.to_dict("records"))
+        parts.append(f"<h3>Held-out targets</h3><p>{html.escape(lines[0])}</p>"
+                     f"<table class='params' id='held-out'><thead><tr><th>run</th><th>N</th><th>D</th><th>C</th>"
+                     f"<th>observed</th><th>predicted [interval]</th><th>error</th><th>covered</th></tr></thead>"
+                     f"<tbody>{rows}</tbody></table>")
+    if an.predictions:
+        heads = ("name", "target", "predicted", "observed", "error", "covered")
+        rows = "".join("<tr>" + "".join(f"<td>{html.escape(r[k])}</td>" for k in heads) + "</tr>"
+                       for r in prediction_rows(an.predictions, an.runs))
+        parts.append("<h3>Registered predictions</h3><table class='params' id='registered'><thead><tr>"
+                     "<th>name</th><th>target</th><th>predicted [interval]</th><th>observed</th><th>error</th>"
+                     f"<th>covered</th></tr></thead><tbody>{rows}</tbody></table>")
+    if not parts:
+        return ""
+    return ('<section class="card" id="predictions"><h2>Held-out targets and registered predictions</h2>'
+            + "".join(parts) + "</section>")
+
+
+def _target_row(row: dict[str, Any]) -> str:
+    observed, predicted = row["loss"], row["predicted"]
+    interval = f" [{row['lo']:.4f}, {row['hi']:.4f}]" if np.isfinite(row["lo"]) else ""
+    scored = np.isfinite(observed) and np.isfinite(predicted)
+    error = f"{(predicted - observed) / observed:+.2%}" if scored else "–"
+    covered = ("pending" if not np.isfinite(observed) else "no interval" if not interval
+               else "covered" if row["lo"] <= observed <= row["hi"] else "not covered")
+    cells = (row.get("run_id", ""), fmt_count(row["N"]), fmt_count(row["D"]), fmt_flops(row["C"]),
+             f"{observed:.4f}" if np.isfinite(observed) else "–",
+             f"{predicted:.4f}{interval}" if np.isfinite(predicted) else "–", error, covered)
+    return "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+
+
 def caption(an: Analysis, name: str) -> str:
     """A figure's caption, with what is particular to this sweep (the compute convention of the frontier)."""
     text = CAPTIONS[name]
@@ -250,7 +294,7 @@ def render_html(an: Analysis, figures: dict[str, go.Figure], source: str, title:
     return template("report.html").format(
         title=html.escape(title), source=html.escape(str(source)), generated=generated,
         status=html.escape(_status_line(an.runs)), headline=prediction_html(an), figures=figures_html(figures, an),
-        laws=laws_html(an), backtest=backtest_html(an), table=runs_table_html(an.runs),
+        laws=laws_html(an), backtest=backtest_html(an), predictions=predictions_html(an), table=runs_table_html(an.runs),
         statuses=_options(an.runs, "status"), families=_options(an.runs, "family"),
         style=template("report.css"), script=template("report.js"))
 

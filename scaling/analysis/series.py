@@ -21,7 +21,7 @@ from scaling.analysis import AnalysisError, FitResult, frontier
 from scaling.analysis.analyse import LOSS_LAWS, Analysis
 from scaling.analysis.formatting import finite
 from scaling.analysis.isoflop import budget_labels, power_law_fit
-from scaling.analysis.laws import PARAMETRIC_LAWS
+from scaling.analysis.laws import PARAMETRIC_LAWS, get_law
 
 FIGURE_NAMES = ("loss_vs_compute", "loss_vs_params", "loss_vs_data", "isoflop", "allocation", "residuals",
                 "backtest", "probes", "branches", "lr_transfer")
@@ -92,10 +92,18 @@ def empirical_frontier(an: Analysis) -> Optional[pd.DataFrame]:
 
 
 def compute_grid(an: Analysis, points: int = 120) -> np.ndarray:
-    """Log-spaced compute from the smallest run to the target (or the largest run)."""
+    """Log-spaced compute from the smallest fitted run to the target (or the largest run, held-out target or
+    registered prediction)."""
     lo = float(an.usable["C"].min())
-    hi = max(float(an.usable["C"].max()), an.target_C if finite(an.target_C) else 0.0)
+    hi = max(float(an.usable["C"].max()), an.target_C if finite(an.target_C) else 0.0, *_shown_C(an))
     return np.geomspace(lo, hi, points)
+
+
+def _shown_C(an: Analysis) -> list[float]:
+    """The compute of the held-out targets and registered predictions the loss-vs-compute figure draws."""
+    shown = [float(c) for c in an.held_out["C"]] if len(an.held_out) else []
+    points = registered_points(an)
+    return shown + ([float(c) for c in points["C"]] if points is not None else [])
 
 
 def frontier_curve(an: Analysis, C: Optional[np.ndarray] = None) -> Optional[pd.DataFrame]:
@@ -156,6 +164,49 @@ def target_prediction(an: Analysis) -> Optional[dict[str, float]]:
         optimal = an.main.optimal([an.target_C]).iloc[0]
         out.update(N_opt=float(optimal["N_opt"]), D_opt=float(optimal["D_opt"]))
     return out if len(out) > 1 else None
+
+
+def held_out_points(an: Analysis) -> Optional[pd.DataFrame]:
+    """A ladder's held-out targets: run_id, N, D, C, loss (NaN until completed) and the main law's prediction
+    of each from its own N, D or C (predicted, with lo, hi from the bootstrap draws)."""
+    if not len(an.held_out):
+        return None
+    frame = an.held_out[[c for c in ("run_id", "N", "D", "C", "loss") if c in an.held_out.columns]].copy()
+    frame["predicted"], frame["lo"], frame["hi"] = np.nan, np.nan, np.nan
+    main = an.main
+    variables = get_law(main.law, **main.law_options).variables if main and main.law in PARAMETRIC_LAWS else ()
+    if not variables or not set(variables) <= set(frame.columns):
+        return frame
+    columns = {v: frame[v].to_numpy(dtype=float) for v in variables}
+    with np.errstate(all="ignore"):
+        if main.samples is not None:
+            band = main.predict_interval(**columns)
+            frame["predicted"], frame["lo"], frame["hi"] = (band[k].to_numpy() for k in ("estimate", "lo", "hi"))
+        else:
+            frame["predicted"] = np.asarray(main.predict(**columns), dtype=float)
+    return frame
+
+
+def registered_points(an: Analysis) -> Optional[pd.DataFrame]:
+    """The registered predictions (scaling predict) at their compute: name, label, C, predicted, lo, hi,
+    observed (NaN while pending), state and covered, scored against the run table."""
+    from scaling.analysis.predictions import Target, score
+
+    rows = []
+    for prediction in an.predictions:
+        if "error" in prediction or prediction["target"].get("C") is None:
+            continue
+        scored, predicted = score(prediction, an.runs), prediction["predicted"]
+        rows.append({"name": prediction["name"], "label": Target(**prediction["target"]).label(),
+                     "C": float(prediction["target"]["C"]), "predicted": float(predicted["loss"]),
+                     "lo": _or_nan(predicted.get("lo")), "hi": _or_nan(predicted.get("hi")),
+                     "observed": _or_nan(scored.get("observed")), "state": scored["state"],
+                     "covered": scored.get("covered")})
+    return pd.DataFrame(rows) if rows else None
+
+
+def _or_nan(value: Any) -> float:
+    return float(value) if value is not None else np.nan
 
 
 def groups(frame: pd.DataFrame, column: str, rel_tol: float = 0.05) -> list[tuple[float, pd.DataFrame]]:
@@ -354,6 +405,8 @@ def loss_limits(an: Analysis, curve: pd.DataFrame, margin: float = 1.08) -> Opti
     squash the runs."""
     values = [an.usable["loss"].to_numpy(), curve["loss"].to_numpy()]
     values += [c["loss"].to_numpy() for _, c in run_curves(an)]
+    for points, keys in ((held_out_points(an), ("loss", "predicted")), (registered_points(an), ("observed", "predicted"))):
+        values += [points[k].to_numpy(dtype=float) for k in keys] if points is not None else []
     return _positive_range(np.concatenate(values), margin)
 
 

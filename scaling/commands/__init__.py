@@ -14,7 +14,7 @@ from typing import Sequence
 from scaling.commands.base import Command
 from scaling.commands.errors import UsageError, guarded
 
-NAMES = ("train", "plan", "sweep", "status", "fit", "report", "probe", "pull", "coordcheck")
+NAMES = ("train", "plan", "sweep", "status", "fit", "predict", "report", "probe", "pull", "coordcheck")
 
 
 def get(name: str) -> Command:

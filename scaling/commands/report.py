@@ -61,13 +61,26 @@ def run(args: argparse.Namespace) -> int:
     from scaling.analysis.report import write_report
     from scaling.analysis.series import target_prediction
 
-    an = analyse(source.runs, source.curves, args.law, target_flops=args.target_flops, bootstrap=args.bootstrap,
-                 holdout=args.holdout, seed=args.seed)
+    from scaling.analysis.targets import split_targets
+
+    split = split_targets(source.runs, str(args.source), frontier=False)  # a ladder's targets are never fitted
+    an = analyse(split.fitted, source.curves, args.law, target_flops=args.target_flops, bootstrap=args.bootstrap,
+                 holdout=args.holdout, seed=args.seed, held_out=split.targets)
+    an.predictions = _predictions(args.source)
     written = write_report(an, output, str(args.source), args.title)
     for line in summary_lines(an, target_prediction(an)):
         print(line)
     print(f"wrote {written['html']} and {len(written['figures'])} figure files in {output}")
     return 0
+
+
+def _predictions(source: str) -> list[dict]:
+    """The predictions registered in a sweep folder (scaling predict); none for a table file."""
+    from pathlib import Path
+
+    from scaling.analysis.predictions import load_predictions
+
+    return load_predictions(source) if Path(source).is_dir() else []
 
 
 def _read(args: argparse.Namespace) -> Any:
@@ -89,7 +102,8 @@ def summary_lines(an: Any, target: Any) -> list[str]:
     from scaling.analysis.formatting import fmt_count, fmt_flops
 
     sweeps = sorted(map(str, an.runs["sweep"].dropna().unique())) if "sweep" in an.runs.columns else []
-    lines = [f"{len(an.runs)} runs ({len(an.usable)} completed with a loss) from "
+    held_out = f", {len(an.held_out)} held-out targets not fitted" if len(an.held_out) else ""
+    lines = [f"{len(an.runs)} runs ({len(an.usable)} completed with a loss{held_out}) from "
              f"{'sweep ' + ', '.join(sweeps) if sweeps else 'the table'}"]
     if an.main is None:
         lines.append(f"no {an.law} fit: {an.errors.get(an.law, '')}")
@@ -110,7 +124,16 @@ def summary_lines(an: Any, target: Any) -> list[str]:
     for name in ("isoflop", "envelope"):
         if name in an.approaches and an.approaches[name].a is not None:
             lines.append(f"{name}: N_opt ∝ C^{an.approaches[name].a:.3f}")
-    return lines
+    return lines + _prediction_lines(an)
+
+
+def _prediction_lines(an: Any) -> list[str]:
+    """The held-out targets' scores and the registered predictions, scored or pending."""
+    from scaling.analysis.predictions import prediction_lines
+    from scaling.analysis.targets import target_lines
+
+    lines = target_lines(an.target_scores) if an.target_scores else []
+    return lines + prediction_lines(an.predictions, an.runs)
 
 
 COMMAND = Command(name="report", synopsis="SOURCE -o DIR", help="figures and an HTML report",

@@ -48,7 +48,15 @@ def status_table(sweep_dir: Path | str) -> str:
         lines.append(_row_line(row))
         if row["status"] in ("failed", "diverged", "damaged", "interrupted") and row.get("error"):
             lines.append(f"{'':<11}{first_line(row['error'], 200)}")
-    return "\n".join(lines)
+    return "\n".join(lines + _prediction_lines(Path(sweep_dir), table))
+
+
+def _prediction_lines(folder: Path, table: object) -> list[str]:
+    """The sweep's registered predictions (`scaling predict`), each scored or pending."""
+    from scaling.analysis.predictions import load_predictions, prediction_lines
+
+    lines = prediction_lines(load_predictions(folder), table) if folder.is_dir() else []
+    return ["", *lines] if lines else []
 
 
 def _row_line(row: dict) -> str:
