@@ -275,3 +275,15 @@ def test_tracking_imports_no_lightning():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_report_of_the_sweep_goes_to_its_runs_project_and_group(sweep, tmp_path, capsys):
+    """`scaling report SWEEP --wandb` on the sweep trained with logger=wandb: the report run joins its runs."""
+    out = tmp_path / "report"
+    assert cli(["report", str(sweep), "-o", str(out), "--bootstrap", "0", "--wandb"]) == 0
+    (found,) = offline_runs(out)
+    report = read_offline_run(found)
+    trained = read_offline_run(offline_runs(sweep)[0])
+    assert (report["project"], report["group"], report["job_type"]) == (trained["project"], "ladder", "report")
+    assert report["history"]["runs"]["nrows"] == 6 and "figures/loss_vs_compute" in report["history"]
+    assert f"wandb sync {found}" in capsys.readouterr().out
