@@ -69,6 +69,9 @@ def test_report_run_holds_the_run_table_figures_laws_backtest_and_artifact(sweep
         ("scaling-tests", "quickstart_ladder", "report", 0)
     assert "report" in run["tags"] and run["config"]["law"] == "chinchilla"
     history, summary = run["history"], run["summary"]
+    assert {key: summary[key]["_type"] for key in ("runs", "laws", "backtest")} == dict.fromkeys(
+        ("runs", "laws", "backtest"), "table-file")  # the run's page shows the tables
+    assert (summary["n_runs"], summary["n_fitted"]) == (18, 18)
 
     assert history["runs"]["_type"] == "table-file"
     table = json.loads(logged_file(found[0], history["runs"]).read_text())

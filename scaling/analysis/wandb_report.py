@@ -187,8 +187,9 @@ def report_summary(an: Analysis) -> dict[str, Any]:
     """The report run's summary: counts, the prediction at the target, the allocation exponent, the backtest."""
     from scaling.analysis.series import target_prediction
 
-    out: dict[str, Any] = {"law": an.law, "runs": len(an.runs), "runs_usable": len(an.usable),
-                           "runs_fitted": an.main.n_points if an.main is not None else 0}
+    # not "runs", "laws", "backtest": the summary holds the logged tables under those keys
+    out: dict[str, Any] = {"law": an.law, "n_runs": len(an.runs), "n_usable": len(an.usable),
+                           "n_fitted": an.main.n_points if an.main is not None else 0}
     target = target_prediction(an) or {}
     for key, name in (("C", "target_C"), ("loss", "predicted_loss"), ("lo", "predicted_loss_lo"),
                       ("hi", "predicted_loss_hi"), ("N_opt", "N_opt"), ("D_opt", "D_opt")):
