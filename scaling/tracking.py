@@ -79,8 +79,11 @@ def sweep_axes(cfg: Config, unit: str) -> list[str]:
     sweep = cfg.sweep
     if sweep.mode == "none":
         return []
-    keys = list(LADDER_KEYS) if sweep.mode == "ladder" else [key for point in sweep_points(sweep, unit)
-                                                              for key in point]
+    try:
+        keys = list(LADDER_KEYS) if sweep.mode == "ladder" else [key for point in sweep_points(sweep, unit)
+                                                                  for key in point]
+    except ConfigError:  # a run planned by an older version: its axes and rules still name what varies
+        keys = []
     return list(dict.fromkeys([*keys, *sweep.axes, *sweep.rules]))
 
 

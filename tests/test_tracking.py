@@ -260,6 +260,7 @@ def test_the_axes_are_the_keys_each_sweep_mode_sets_then_its_axes_and_rules(tmp_
     assert axes("sweep=data", "sweep.models=[16,32]", "sweep.data_sizes=[8192]", "++sweep.axes={seed:[0,1]}") == \
         ["model.width", "budget.tokens", "seed"]
     assert axes("sweep=ladder") == ["model.width", "budget.flops", "optim.batch_size", "model.depth"]  # + its rule
+    assert axes("sweep=data", "++sweep.axes={seed:[0,1]}") == ["seed"]  # no sweep.models: what its axes name
     spec = plan_run(tiny(TINY_GPT, tmp_path, "budget.tokens=8192", "optim.lr=1e-3", "sweep=grid",
                          "++sweep.axes={optim.lr:[1e-3,3e-3]}"))
     config = run_config(spec)
