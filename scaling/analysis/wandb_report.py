@@ -280,10 +280,19 @@ def log_report(an: Analysis, written: dict[str, Any], settings: LoggerConfig, so
             artifact.add_file(str(path))
         run.log_artifact(artifact)
     except BaseException:
-        run.finish(exit_code=1)
+        _finish(run, 1)
         raise
-    run.finish()
+    _finish(run, 0)
     return [_where(run, group, why_offline, settings)]
+
+
+def _finish(run: Any, exit_code: int) -> None:
+    """Finish the run and stop W&B's service process: only then is the offline run's file complete on disk
+    (run.finish() can return before the service has flushed it)."""
+    import wandb
+
+    run.finish(exit_code=exit_code)
+    wandb.teardown()
 
 
 def _artifact_name(group: str) -> str:
