@@ -1,29 +1,30 @@
-"""Weights & Biases: log runs with Lightning's WandbLogger, and pull them back as a run table.
+"""Weights & Biases: what runs and reports send to W&B, and the run table pulled back from it.
 
-    logger=wandb                      make_loggers(spec) -> [RunLogger]  (train() asks for them)
+    logger=wandb                      scaling.train.wandb_logger.make_loggers(spec): a training run's W&B run,
+                                      whose config is run_config(spec) and whose summary is run_summary(...)
+    scaling report SRC --wandb        scaling.analysis.wandb_report: one report run in the sweep's group
     load_runs("wandb:ENT/PROJ/GRP")   pull_runs("wandb:ENT/PROJ/GRP") -> the run table (scaling pull writes it)
 
 One W&B run per training attempt from scratch: its id is `<run_id>-<attempt>`, and an attempt that
 resumes from a checkpoint reuses the id of the attempt it continues (resume="allow"), so a
-resumed run continues its curve. The group is the sweep's name, the config the resolved run config,
-and the summary the run's row of the run table (its record's plain fields: N, N_nonembed, D, C,
+resumed run continues its curve. The group is the sweep's name; the config the resolved run config
+plus the run's size (N, N_nonembed, D, C, tokens_per_param) and `axes`, the value of each key its
+sweep varies, so that W&B's grouping, parallel-coordinates and scatter panels see them; the
+summary the run's row of the run table (its record's plain fields: N, N_nonembed, D, C,
 status, ...) when the attempt starts, with the final status and loss when it ends: what `pull_runs`
-reads back. Without an API key runs are kept offline in the run folder
-(`<run>/wandb/offline-run-*`) and a line says how to `wandb sync` them. Every W&B run is finished
-when its training ends, fails or is interrupted, so runs trained one after another in one process
-(the local launcher's workers) never write into each other.
+reads back. Without an API key runs are kept offline (`<folder>/wandb/offline-run-*`) and a line
+says how to `wandb sync` them. Every W&B run is finished when its training ends, fails or is
+interrupted, so runs trained one after another in one process (the local launcher's workers) never
+write into each other. This module imports neither Lightning nor wandb (wandb only when called).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterable, Optional
 
 import pandas as pd
-from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities import rank_zero_only
 
-from scaling.config import ConfigError, to_dict
+from scaling.config import Config, ConfigError, to_dict
 from scaling.plan import RunSpec
 from scaling.store import TABLE_COLUMNS, RunFolder
 
@@ -34,6 +35,10 @@ STATE_TO_STATUS = {"finished": "completed", "failed": "failed", "crashed": "fail
 # Summary keys that W&B and Lightning add and that are not run-table columns.
 _SKIP_SUMMARY = {"epoch", "trainer/global_step"}
 _INT_COLUMNS = ("width", "depth", "seed", "N", "N_nonembed", "D", "D_unique", "steps", "step")
+SIZE_KEYS = ("N", "N_nonembed", "D", "C", "tokens_per_param", "unit")  # a training run's size, atop its W&B config
+# The keys scaling.ladder.ladder_points sets per run (the ladder's points need models to be measured).
+LADDER_KEYS = ("model.width", "budget.flops", "optim.batch_size")
+NO_KEY = " (no API key found; `wandb login` to log online)"
 
 
 # --------------------------------------------------------------------------- logging
@@ -58,6 +63,46 @@ def resolve_mode(mode: str, key_available: bool) -> Optional[str]:
     return mode
 
 
+def choose_mode(mode: str) -> tuple[Optional[str], str]:
+    """(the mode for wandb.init, why it is offline when that is for want of an API key, else "")."""
+    key = api_key_available() if mode == "auto" else True
+    return resolve_mode(mode, key), "" if key else NO_KEY
+
+
+def sweep_axes(cfg: Config, unit: str) -> list[str]:
+    """The dotted config keys a run's sweep sets per run: its mode's keys, its axes, then its rules.
+
+    [] for a single run (sweep.mode=none). `unit` is the data's unit (the budget key of mode=data).
+    """
+    from scaling.plan import sweep_points
+
+    sweep = cfg.sweep
+    if sweep.mode == "none":
+        return []
+    try:
+        keys = list(LADDER_KEYS) if sweep.mode == "ladder" else [key for point in sweep_points(sweep, unit)
+                                                                  for key in point]
+    except ConfigError:  # a run planned by an older version: its axes and rules still name what varies
+        keys = []
+    return list(dict.fromkeys([*keys, *sweep.axes, *sweep.rules]))
+
+
+def config_value(config: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of a nested config dict (None where it is absent)."""
+    node: Any = config
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def run_config(spec: RunSpec) -> dict[str, Any]:
+    """A training run's W&B config: the resolved run config, its size (SIZE_KEYS) at the top, and `axes`
+    ({dotted key: this run's value} for each key the sweep varies)."""
+    config, summary = to_dict(spec.cfg), spec.summary()
+    axes = {key: config_value(config, key) for key in sweep_axes(spec.cfg, spec.unit)}
+    return {**config, **{key: summary[key] for key in SIZE_KEYS}, "axes": axes}
+
+
 def wandb_run_id(spec: RunSpec) -> str:
     """`<run_id>-<attempt>`: a fresh attempt gets a new id, a resumed one the id of the attempt it continues.
 
@@ -78,116 +123,12 @@ def run_summary(spec: RunSpec, record: dict[str, Any]) -> dict[str, Any]:
     return {**fields, **spec.summary()}
 
 
-class RunLogger(WandbLogger):
-    """Lightning's WandbLogger for one run: writes the run-table summary and always finishes its W&B run.
-
-    Lightning calls `finalize("success")` after fit and again after a later validate, and
-    `finalize("failed")` on any exception. The run is finished on failure at once, and on success
-    once the validation at the final step is logged (train() validates after fit when fit's last
-    validation came earlier, or never came). `make_loggers` finishes any W&B run still open before
-    starting a new one, and wandb's exit hook finishes one left at process exit.
-    """
-
-    def __init__(self, *, spec: RunSpec, sync_hint: str = "", why_offline: str = "", **kwargs: Any):
-        super().__init__(**kwargs)
-        self._wandb_init.pop("anonymous", None)  # deprecated in wandb; Lightning always passes it
-        self._spec, self._folder = spec, RunFolder(spec.path)
-        self._final_step = spec.steps
-        self._sync_hint, self._why_offline = sync_hint, why_offline
-        self._last: dict[str, float] = {}
-        self._last_val_step: Optional[int] = None
-        self._closed = False
-
-    @property
-    def experiment(self) -> Any:
-        """The W&B run (created on first use, rank 0 only; a dummy elsewhere)."""
-        fresh = self._experiment is None
-        run = WandbLogger.experiment.fget(self)  # type: ignore[attr-defined]
-        if fresh and self._experiment is not None:
-            self._on_start(run)
-        return run
-
-    def _on_start(self, run: Any) -> None:
-        # train() has recorded this attempt by now: the summary starts as the run's row does
-        run.summary.update({**run_summary(self._spec, self._folder.read_record()), "status": "running"})
-        if getattr(run, "offline", False):
-            sync_dir = getattr(run.settings, "sync_dir", None) or self.save_dir
-            print(f"W&B is offline{self._why_offline}: upload this run with `wandb sync {sync_dir}`{self._sync_hint}",
-                  flush=True)
-
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
-        """Log to W&B and remember the latest values (the summary's final loss comes from them)."""
-        if self._closed:
-            return
-        super().log_metrics(metrics, step)
-        for key in ("train_loss", "val_loss", "val_accuracy"):
-            if key in metrics:
-                self._last[key] = float(metrics[key])
-        if "val_loss" in metrics:
-            self._last_val_step = step
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Any) -> None:
-        """Log hyperparameters unless the run is already finished."""
-        if not self._closed:
-            super().log_hyperparams(params)
-
-    @rank_zero_only
-    def finalize(self, status: str) -> None:
-        """Finish the W&B run on failure, or on success once the final validation is logged."""
-        super().finalize(status)
-        if self._experiment is None or self._closed:
-            return
-        if status == "success" and self._last_val_step != self._final_step:
-            return  # train() validates at the final step next; finalize("success") comes again after it
-        self.close("completed" if status == "success" else "failed")
-
-    @rank_zero_only
-    def close(self, status: str) -> None:
-        """Write the final summary (status, loss) and finish the W&B run (once)."""
-        if self._experiment is None or self._closed:
-            return
-        self._closed = True
-        final = {**run_summary(self._spec, self._folder.read_record()), "status": status, **self._last}
-        if "val_loss" in self._last:
-            final["loss"] = self._last["val_loss"]
-        self._experiment.summary.update(final)
-        self._experiment.finish(exit_code=0 if status == "completed" else 1)
-
-
 def finish_active_run() -> None:
     """Finish a W&B run this process left open (so the next run never writes into it)."""
     import wandb
 
     if wandb.run is not None:
         wandb.finish()
-
-
-def make_loggers(spec: RunSpec) -> list[Any]:
-    """The Lightning loggers for `spec` under its `logger` config ([] for logger=local).
-
-    logger=wandb: one RunLogger (project, entity, group = sweep name, job type "train", tags,
-    name = run_id, id = run_id-attempt, config = the resolved run config, dir = the run folder).
-    """
-    cfg = spec.cfg.logger
-    if cfg.name == "local":
-        return []
-    if cfg.name != "wandb":
-        raise ConfigError(f"logger={cfg.name} is not a logger; use local or wandb")
-    finish_active_run()
-    key = api_key_available() if cfg.mode == "auto" else True
-    mode = resolve_mode(cfg.mode, key)
-    folder = Path(cfg.dir) if cfg.dir else spec.path
-    folder.mkdir(parents=True, exist_ok=True)
-    sweep_root = Path(spec.cfg.run.root) / spec.cfg.sweep.name
-    hint = "" if spec.cfg.sweep.mode == "none" else f" (the whole sweep: wandb sync {sweep_root}/*/wandb/offline-run-*)"
-    tags = [*cfg.tags, spec.cfg.model.family, spec.cfg.data.name]
-    return [RunLogger(spec=spec, sync_hint=hint,
-                      why_offline="" if key else " (no API key found; `wandb login` to log online)",
-                      project=cfg.project, entity=cfg.entity, group=spec.cfg.sweep.name, job_type="train",
-                      tags=list(dict.fromkeys(tags)), name=spec.run_id, id=wandb_run_id(spec),
-                      config=to_dict(spec.cfg), dir=str(folder), save_dir=str(folder), mode=mode)]
 
 
 # ----------------------------------------------------------------------------- pulling

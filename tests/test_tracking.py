@@ -1,5 +1,6 @@
-"""logger=wandb without a key (offline runs in the sweep's group), and `load_runs("wandb:...")` and
-`scaling pull` through a stand-in W&B Api.
+"""logger=wandb without a key (offline runs in the sweep's group, their config with the run's size and the
+sweep's axes), `load_runs("wandb:...")` and `scaling pull` through a stand-in W&B Api, and scaling.tracking
+importing no Lightning.
 
 No W&B server is reachable here, so the pull is tested against a stand-in of `wandb.Api` whose
 runs carry what the real ones carry (config dict, dict-like summary, group, state, name, id),
@@ -9,6 +10,9 @@ built from the offline runs a real sweep wrote (read back by tests/wandb_offline
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +22,9 @@ import yaml
 from scaling.cli import main as cli
 from scaling.plan import plan_run
 from scaling.store import TABLE_COLUMNS, RunFolder, load_runs
-from scaling.tracking import make_loggers, parse_wandb_path, resolve_mode, runs_to_table, wandb_run_id
+from scaling.tracking import (SIZE_KEYS, parse_wandb_path, resolve_mode, run_config, runs_to_table, sweep_axes,
+                              wandb_run_id)
+from scaling.train.wandb_logger import make_loggers
 from scaling.train import InjectedFailure, train
 from tests.conftest import TINY_GPT, tiny
 from tests.wandb_offline import offline_runs, read_offline_run
@@ -113,8 +119,13 @@ def test_each_run_leaves_an_offline_wandb_run_in_the_sweeps_group(sweep):
         assert run["project"] == "scaling-tests" and "gpt" in run["tags"] and run["exit_code"] == 0
         planned = yaml.safe_load(folder.config_path.read_text())
         planned["trainer"]["threads"] = run["config"]["trainer"]["threads"]  # the launcher sets it per worker
-        assert run["config"] == planned  # the resolved run config
-        summary, record = run["summary"], folder.read_record()
+        config, record = dict(run["config"]), folder.read_record()
+        sizes = {key: config.pop(key) for key in SIZE_KEYS}
+        assert sizes == {key: record[key] for key in SIZE_KEYS} and sizes["N"] > 0 and sizes["C"] > 0
+        # the sweep's axes, with this run's values: W&B groups, scatters and parallel coordinates over them
+        assert config.pop("axes") == {"model.width": record["width"], "budget.tokens": record["D"]}
+        assert config == planned  # and the resolved run config
+        summary = run["summary"]
         for key in ("N", "N_nonembed", "D", "D_unique", "C", "loss", "width", "depth", "seed", "unit", "steps",
                     "tokens_per_param", "flops_per_unit", "budget_flops", "lr", "batch_size", "data", "attempts"):
             assert summary[key] == record[key], key
@@ -235,3 +246,45 @@ def test_pull_command_errors_are_one_line(tmp_path, capsys, use_api):
     assert "wandb:ENTITY/PROJECT" in lines[0] and ".parquet or .csv" in lines[1]
     assert "Max retries exceeded" in lines[2] and "has no runs" in lines[3]
     assert not (tmp_path / "r.parquet").exists()
+
+
+def test_the_axes_are_the_keys_each_sweep_mode_sets_then_its_axes_and_rules(tmp_path):
+    def axes(*overrides: str) -> list[str]:
+        return sweep_axes(tiny(TINY_GPT, tmp_path, *overrides), "tokens")
+
+    assert axes() == []  # a single run
+    assert axes("sweep=grid", "++sweep.axes={optim.lr:[1e-3,3e-3],seed:[0,1]}") == ["model.width", "optim.lr", "seed"]
+    assert axes("sweep=isoflop", "sweep.models=[[16,1],[32,2]]", "sweep.budgets=[1e9]",
+                "++sweep.rules={optim.lr:'3e-3 * (N / 1e6) ** -0.25'}") == \
+        ["model.width", "model.depth", "budget.flops", "optim.lr"]
+    assert axes("sweep=data", "sweep.models=[16,32]", "sweep.data_sizes=[8192]", "++sweep.axes={seed:[0,1]}") == \
+        ["model.width", "budget.tokens", "seed"]
+    assert axes("sweep=ladder") == ["model.width", "budget.flops", "optim.batch_size", "model.depth"]  # + its rule
+    assert axes("sweep=data", "++sweep.axes={seed:[0,1]}") == ["seed"]  # no sweep.models: what its axes name
+    spec = plan_run(tiny(TINY_GPT, tmp_path, "budget.tokens=8192", "optim.lr=1e-3", "sweep=grid",
+                         "++sweep.axes={optim.lr:[1e-3,3e-3]}"))
+    config = run_config(spec)
+    assert config["axes"] == {"model.width": 32, "optim.lr": 1e-3} and config["D"] == spec.D == 8192
+    assert config["tokens_per_param"] == pytest.approx(spec.D / spec.N) and config["C"] == spec.C
+
+
+def test_tracking_imports_no_lightning():
+    """Pulling (load_runs("wandb:...")) and reporting use scaling.tracking; only training needs Lightning."""
+    code = ("import sys, scaling.tracking, scaling.store\n"
+            "print(sorted(m for m in ('pytorch_lightning', 'lightning', 'torch', 'wandb') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_report_of_the_sweep_goes_to_its_runs_project_and_group(sweep, tmp_path, capsys):
+    """`scaling report SWEEP --wandb` on the sweep trained with logger=wandb: the report run joins its runs."""
+    out = tmp_path / "report"
+    assert cli(["report", str(sweep), "-o", str(out), "--bootstrap", "0", "--wandb"]) == 0
+    (found,) = offline_runs(out)
+    report = read_offline_run(found)
+    trained = read_offline_run(offline_runs(sweep)[0])
+    assert (report["project"], report["group"], report["job_type"]) == (trained["project"], "ladder", "report")
+    assert report["history"]["runs"]["nrows"] == 6 and "figures/loss_vs_compute" in report["history"]
+    assert f"wandb sync {found}" in capsys.readouterr().out

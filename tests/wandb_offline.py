@@ -40,16 +40,20 @@ def _log_payloads(data: bytes) -> Iterable[bytes]:
 
 
 def read_offline_run(folder: Path | str) -> dict[str, Any]:
-    """What an offline W&B run folder holds: id, name, project, group, job_type, tags, config, summary, exit code.
+    """What an offline W&B run folder holds: id, name, project, group, job_type, tags, config, summary, exit code,
+    history and artifacts.
 
     `folder` is a `wandb/offline-run-*` folder (or the run-*.wandb file in it). The config is
     nested as it was given to wandb.init; the summary is the final one (every update applied).
+    `history` is every logged key's last value (a table or figure is a reference: `_type` and `path`,
+    relative to the run's files/ folder, see `logged_file`); `artifacts` lists each logged artifact as
+    {name, type, files: the paths its manifest lists}.
     """
     from wandb.proto import wandb_internal_pb2 as pb
 
     path = Path(folder)
     path = path if path.is_file() else next(path.glob("*.wandb"))
-    out: dict[str, Any] = {"config": {}, "summary": {}, "exit_code": None}
+    out: dict[str, Any] = {"config": {}, "summary": {}, "exit_code": None, "history": {}, "artifacts": []}
     for payload in _log_payloads(path.read_bytes()):
         record = pb.Record()
         record.ParseFromString(payload)
@@ -63,6 +67,12 @@ def read_offline_run(folder: Path | str) -> dict[str, Any]:
             _apply_items(out["config"], record.config.update)
         elif kind == "summary":
             _apply_items(out["summary"], record.summary.update)
+        elif kind == "history":
+            _apply_items(out["history"], record.history.item)
+        elif kind == "artifact":
+            artifact = record.artifact
+            out["artifacts"].append({"name": artifact.name, "type": artifact.type,
+                                     "files": [entry.path for entry in artifact.manifest.contents]})
         elif kind == "exit":
             out["exit_code"] = record.exit.exit_code
     out["config"] = {k: v.get("value", v) if isinstance(v, dict) and "value" in v else v
@@ -77,6 +87,11 @@ def _apply_items(target: dict[str, Any], items: Iterable[Any]) -> None:
         for key in keys[:-1]:
             node = node.setdefault(key, {})
         node[keys[-1]] = json.loads(item.value_json) if item.value_json else None
+
+
+def logged_file(folder: Path | str, value: dict[str, Any]) -> Path:
+    """The file a logged table or figure (a history value with a `path`) was written to in the run's folder."""
+    return Path(folder) / "files" / value["path"]
 
 
 def offline_runs(root: Path | str) -> list[Path]:

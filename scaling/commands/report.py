@@ -2,6 +2,7 @@
 
     scaling report runs/quickstart -o report
     scaling report runs.parquet -o report --law compute --target-flops 1e18
+    scaling report runs/quickstart --wandb [logger.project=P logger.entity=E logger.mode=offline]
 
 SOURCE is a sweep folder, a CSV/Parquet run table, or a table pulled from W&B (`scaling pull`).
 """
@@ -48,6 +49,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--where", help="keep only rows matching a pandas query, e.g. \"family == 'gpt'\"")
     parser.add_argument("--title", help="the report's title (default: Scaling report: SWEEP)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--wandb", nargs="*", metavar="logger.KEY=VALUE",
+                        help="also log the report as a W&B run in the sweep's group (the run table, figures, laws, "
+                             "backtest, report.html); project, entity, mode as the sweep's runs had them, or "
+                             "logger.project=P logger.entity=E logger.mode=offline|online|auto logger.tags=a,b")
 
 
 @guarded
@@ -56,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
     if args.bootstrap < 0 or (args.holdout is not None and args.holdout < 0):
         raise UsageError("--bootstrap and --holdout take a count >= 0")
     output = writable_folder(args.output, "-o")
+    wandb_settings = _wandb_settings(args)
     source = _read(args)
     from scaling.analysis.analyse import analyse
     from scaling.analysis.report import write_report
     from scaling.analysis.series import target_prediction
-
     from scaling.analysis.targets import split_targets
 
     split = split_targets(source.runs, str(args.source), frontier=False)  # a ladder's targets are never fitted
@@ -71,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
     for line in summary_lines(an, target_prediction(an)):
         print(line)
     print(f"wrote {written['html']} and {len(written['figures'])} figure files in {output}")
+    if wandb_settings is not None:
+        from scaling.analysis.wandb_report import log_report
+
+        for line in log_report(an, written, wandb_settings, args.source):
+            print(line)
     return 0
 
 
@@ -81,6 +91,15 @@ def _predictions(source: str) -> list[dict]:
     from scaling.analysis.predictions import load_predictions
 
     return load_predictions(source) if Path(source).is_dir() else []
+
+
+def _wandb_settings(args: argparse.Namespace) -> Any:
+    """The W&B settings of --wandb (None without it), checked before anything is read or fitted."""
+    if getattr(args, "wandb", None) is None:
+        return None
+    from scaling.analysis.wandb_report import report_settings
+
+    return report_settings(args.wandb, args.source)
 
 
 def _read(args: argparse.Namespace) -> Any:

@@ -34,7 +34,7 @@ def _loggers_factory(cfg: Any) -> Optional[Callable]:
     """The experiment-tracking loggers for a config (None for local only)."""
     if cfg.logger.name == "local":
         return None
-    from scaling.tracking import make_loggers
+    from scaling.train.wandb_logger import make_loggers
 
     return make_loggers
 

@@ -52,7 +52,7 @@ def train_folder(folder: Path, threads: int | None = None, callbacks: Any = None
         spec = planned_spec(folder, threads)
         factory = None
         if spec.cfg.logger.name != "local":
-            from scaling.tracking import make_loggers as factory
+            from scaling.train.wandb_logger import make_loggers as factory
         record = train(spec, loggers_factory=factory, callbacks=callbacks, trainer_overrides=trainer_overrides)
         if spec.cfg.trainer.probe and record.get("status") == "completed":
             from scaling.probes import probe_finished

@@ -5,6 +5,7 @@
   data.py       the LightningDataModule: fixed order, exact resume, DDP shards
   callbacks.py  checkpoints, metrics.csv and record progress, fault injection, batch trace
   run.py        train(spec): own the run folder, resume or branch, fit, record the outcome
+  wandb_logger.py  logger=wandb: the Lightning WandbLogger of a run (what it sends: scaling.tracking)
 
 Names are imported on first use, so that `scaling.train.schedule` costs no Lightning import.
 """
