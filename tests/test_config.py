@@ -111,7 +111,7 @@ def test_unknown_sweep_mode_lists_the_modes():
     assert str(error.value) == f"sweep.mode='ladderz' is not a sweep mode; use one of {', '.join(SWEEP_MODES)}"
     assert "none, grid, data, isoflop" in str(error.value)
     with pytest.raises(ConfigError, match=r"sweep.data_sizes\[1\]=inf is not a finite number"):
-        plan_sweep(["experiment=quickstart", "sweep.data_sizes=[1000,inf]"])
+        plan_sweep(["experiment=gpt_data", "sweep.data_sizes=[1000,inf]"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -18,7 +18,7 @@ from scaling.ladder import (Size, batch_samples, expected_optimum, held_out_budg
 from scaling.plan import plan_sweep
 from scaling.store import RunFolder, Status
 
-QUICK = ["experiment=quickstart_ladder"]
+QUICK = ["experiment=quickstart"]
 
 
 def _by_budget(plan) -> dict[float, list]:
@@ -147,16 +147,16 @@ def test_fit_never_sees_the_targets_and_scores_them(tmp_path, capsys):
     runs = _write_ladder(tmp_path)
     top = max(spec.cfg.budget.flops for spec in runs)
     targets = {spec.run_id for spec in runs if spec.cfg.budget.flops == top}
-    assert main(["fit", str(tmp_path / "quickstart_ladder"), "--law", "chinchilla", "--json"]) == 0
+    assert main(["fit", str(tmp_path / "quickstart"), "--law", "chinchilla", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n_points"] == len(runs) - len(targets)
     scored = result["details"]["targets"]
     assert {r["run"] for r in scored["runs"]} == targets and scored["decades"] >= 0.5
     assert abs(scored["mean_abs_rel_error"]) < 1e-3  # the law the losses came from
-    assert main(["fit", str(tmp_path / "quickstart_ladder"), "--law", "compute", "--frontier"]) == 0
+    assert main(["fit", str(tmp_path / "quickstart"), "--law", "compute", "--frontier"]) == 0
     out = capsys.readouterr().out
     assert "targets: 1 held-out runs" in out and "not the best run of its budget" in out
-    assert main(["fit", str(tmp_path / "quickstart_ladder"), "--law", "chinchilla", "--all-runs", "--json"]) == 0
+    assert main(["fit", str(tmp_path / "quickstart"), "--law", "chinchilla", "--all-runs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_points"] == len(runs)
 
 
@@ -166,7 +166,7 @@ def test_targets_not_completed_are_not_scored(tmp_path, capsys):
     for spec in runs:
         if spec.cfg.budget.flops == top:
             RunFolder(spec.path).finish(Status.PLANNED, loss=None)
-    assert main(["fit", str(tmp_path / "quickstart_ladder"), "--law", "chinchilla", "--holdout", "2"]) == 0
+    assert main(["fit", str(tmp_path / "quickstart"), "--law", "chinchilla", "--holdout", "2"]) == 0
     out = capsys.readouterr().out
     assert "none completed yet" in out and "backtest: held out the 2" in out
 

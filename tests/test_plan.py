@@ -45,8 +45,8 @@ def test_isoflop_plan_matches_budgets_and_accounting(capsys):
 
 
 def test_plan_is_deterministic_and_rules_apply():
-    first = plan_sweep(["experiment=quickstart"])
-    second = plan_sweep(["experiment=quickstart"])
+    first = plan_sweep(["experiment=gpt_data"])
+    second = plan_sweep(["experiment=gpt_data"])
     assert [r.run_id for r in first.runs] == [r.run_id for r in second.runs]
     assert len(first.runs) == 18 and len({r.N for r in first.runs}) >= 6 and len({r.D for r in first.runs}) >= 2
     assert max(r.N for r in first.runs) / min(r.N for r in first.runs) >= 10
@@ -55,10 +55,13 @@ def test_plan_is_deterministic_and_rules_apply():
 
 
 PINNED = {
-    ("experiment=quickstart",): ["60de2042c2", "5a5e6d5ffc", "46ced6569e", "602f8645d4", "8e2efb058c",
+    ("experiment=gpt_data",): ["60de2042c2", "5a5e6d5ffc", "46ced6569e", "602f8645d4", "8e2efb058c",
                                  "b64a699df0", "4a3ea97e3b", "650e343461", "b09a0643a6", "2bda5d5dff",
                                  "0711487a5a", "f38beb38b6", "989ffbac27", "8c928bf0a6", "0eeb3f1f27",
                                  "8136ef233a", "bd615e39e5", "e00286739b"],
+    ("experiment=quickstart",): ["334adb7dad", "2203452b9c", "c363db3db2", "bd4886fba0", "e64c7c5122", "942232277e",
+                                 "72d40b6556", "be5b809fa8", "027c5ca739", "fdd51d75e3", "856ddea0c0", "52f6465939",
+                                 "5dc77640a7", "21e616837c", "08e1bcb233", "453c32deec", "a5f0b73a48", "1462f355c3"],
     ("experiment=digits_cnn",): ["7d353a1ff7", "d8ba09dea4", "e37e6272d1", "3d184ce560", "afa70f010a"],
     ("experiment=gpt_isoflop",): ["6ab9c12c24", "59de754107", "177a1953e7", "ccf10b7d6b", "9bf366bca9",
                                   "c8f408bcea", "a9c7321be9", "7be16187e7", "81f3432ca2", "513ed97562",
@@ -82,8 +85,8 @@ def test_hydra_sweep_grammar_makes_a_grid_and_combines_with_an_experiment(capsys
     assert grid.mode == "grid" and len(grid.runs) == 8
     assert {(r.cfg.model.width, r.cfg.optim.lr, r.cfg.seed) for r in grid.runs} == {
         (w, lr, s) for w in (16, 32) for lr in (1e-3, 3e-3) for s in (0, 1)}
-    quick = plan_sweep(["experiment=quickstart"])
-    both = plan_sweep(["experiment=quickstart", "optim.lr=1e-3,3e-3"])  # the experiment's points x the new axis
+    quick = plan_sweep(["experiment=gpt_data"])
+    both = plan_sweep(["experiment=gpt_data", "optim.lr=1e-3,3e-3"])  # the experiment's points x the new axis
     assert len(both.runs) == 2 * len(quick.runs) and {r.cfg.optim.lr for r in both.runs} == {1e-3, 3e-3}
     assert main(["plan", "-m", "model.width=16,32", "budget.tokens=12800"]) == 0  # -m/--multirun: a synonym
     assert "2 runs" in capsys.readouterr().out

@@ -1,6 +1,6 @@
 """`scaling report SOURCE --wandb`: one offline W&B report run in the sweep's group, read back from its files.
 
-The sweep is the shipped quickstart ladder (tests/data/quickstart_ladder.csv: 18 runs trained on our
+The sweep is the shipped quickstart ladder (tests/data/quickstart.csv: 18 runs trained on our
 machine) laid out as run folders, each with its record and a config.yaml composed from the real config
 (logger=wandb, as its runs were trained), so the report is fitted and logged without training anything.
 """
@@ -26,7 +26,7 @@ from tests.conftest import TINY_GPT, tiny
 from tests.wandb_offline import logged_file, offline_runs, read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
-LADDER = ROOT / "tests" / "data" / "quickstart_ladder.csv"
+LADDER = ROOT / "tests" / "data" / "quickstart.csv"
 VARIED = {"model.width": "width", "model.depth": "depth", "optim.lr": "lr", "optim.batch_size": "batch_size",
           "budget.flops": "budget_flops"}
 
@@ -36,10 +36,10 @@ def sweep(tmp_path_factory) -> Path:
     """The quickstart ladder as a sweep folder: record.json + a real composed config.yaml per run."""
     root = tmp_path_factory.mktemp("wandb_report") / "runs"
     base = to_dict(tiny(TINY_GPT, root, "logger=wandb", "logger.project=scaling-tests", "logger.mode=offline",
-                        "sweep.name=quickstart_ladder"))
+                        "sweep.name=quickstart"))
     for _, row in pd.read_csv(LADDER).iterrows():
         record = {key: (value.item() if hasattr(value, "item") else value) for key, value in row.items()}
-        folder = RunFolder(root / "quickstart_ladder" / record["run_id"])
+        folder = RunFolder(root / "quickstart" / record["run_id"])
         folder.path.mkdir(parents=True)
         config = json.loads(json.dumps(base))
         for dotted, column in VARIED.items():
@@ -47,7 +47,7 @@ def sweep(tmp_path_factory) -> Path:
             config[section][key] = record[column]
         folder.config_path.write_text(yaml.safe_dump(config))
         folder.write_record({**record, "unit": "tokens"})
-    return root / "quickstart_ladder"
+    return root / "quickstart"
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_report_run_holds_the_run_table_figures_laws_backtest_and_artifact(sweep
     run = read_offline_run(found[0])
     # where the sweep's runs went: their project (from their config.yaml), the sweep's group
     assert (run["project"], run["group"], run["job_type"], run["exit_code"]) == \
-        ("scaling-tests", "quickstart_ladder", "report", 0)
+        ("scaling-tests", "quickstart", "report", 0)
     assert "report" in run["tags"] and run["config"]["law"] == "chinchilla"
     history, summary = run["history"], run["summary"]
     assert {key: summary[key]["_type"] for key in ("runs", "laws", "backtest")} == dict.fromkeys(
@@ -114,7 +114,7 @@ def test_report_run_holds_the_run_table_figures_laws_backtest_and_artifact(sweep
         assert loss == runs.loc[run_id, "loss"] and error == pytest.approx(predicted / loss - 1)
 
     (artifact,) = run["artifacts"][-1:]
-    assert (artifact["name"], artifact["type"]) == ("report-quickstart_ladder", "report")
+    assert (artifact["name"], artifact["type"]) == ("report-quickstart", "report")
     assert "report.html" in artifact["files"]
     assert set(artifact["files"]) == {"report.html", *(p.name for p in out.glob("*.png")),
                                       *(p.name for p in out.glob("*.svg"))}

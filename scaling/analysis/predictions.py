@@ -22,11 +22,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from scaling.store import DONE, ENDED
+
 FOLDER = "predictions"
 FORMAT = 1
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 POINT_KEYS = ("N", "D", "C")
-ENDED_STATES = ("completed", "failed", "diverged", "stopped")  # a run that will not train on by itself
+ENDED_STATES = sorted(status.value for status in ENDED | DONE)  # a run that will not train on by itself
 MATCH_TOL = 1e-3  # a run has a point's N and D when both agree to this relative tolerance
 TARGET_HELP = ("a compute budget (3.3e12), a point (N=150000,D=3e6[,C=...]) or a run_id (or a unique prefix; "
                "run:ID when it reads as a number)")

@@ -49,8 +49,8 @@ def test_public_budgets_called_off_centre_or_weak_are_flagged(experiment, expect
     assert not (ours["used"] & edge_or_weak).any() and ours.loc[~edge_or_weak & ours["usable"], "used"].all()
 
 
-def test_quickstart_ladder_flags_only_its_three_sizes_and_one_lopsided_budget():
-    result = fit(pd.read_csv(DATA / "quickstart_ladder.csv"), "isoflop")
+def test_quickstart_flags_only_its_three_sizes_and_one_lopsided_budget():
+    result = fit(pd.read_csv(DATA / "quickstart.csv"), "isoflop")
     ours = _budgets(result)
     assert len(ours) == 6 and ours["used"].all()  # nothing left out of the power law
     assert all("too_few_sizes" in f for f in ours["flags"])  # 3 sizes a budget: no residual to judge a parabola by

@@ -23,7 +23,7 @@ from scaling.config import to_yaml
 from scaling.plan import plan_sweep
 from scaling.store import RunFolder, Status, load_runs
 
-QUICK = ["experiment=quickstart_ladder"]
+QUICK = ["experiment=quickstart"]
 TOP = 3.3e12  # the quickstart ladder's held-out budget
 
 
@@ -50,7 +50,7 @@ def planned(tmp_path_factory) -> tuple:
     for spec in plan.runs:
         RunFolder(spec.path).plan(spec, to_yaml(spec.cfg))
     runs = [Run(s.run_id, s.N, s.D, s.C, math.isclose(s.cfg.budget.flops, TOP, rel_tol=1e-6)) for s in plan.runs]
-    return root / "quickstart_ladder", runs
+    return root / "quickstart", runs
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def cosine_before_issue_12(step: int, total_steps: int, warmup_steps: int, min_r
 
 @pytest.mark.parametrize("total", [1, 2, 37, 437])
 def test_the_default_config_gives_exactly_the_cosine_factors_of_before(total):
-    cfg = load_config(["experiment=quickstart"])
+    cfg = load_config(["experiment=gpt_data"])
     at, warm = schedule_for(cfg, total), warmup_steps(cfg, total)
     assert [at(s) for s in range(total + 1)] == [cosine_before_issue_12(s, total, warm, 0.1) for s in range(total + 1)]
     assert [lr_factor(s, total, 0, 0.2) for s in range(total + 1)] == [
