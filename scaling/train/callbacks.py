@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 from scaling.plan import RunSpec
 from scaling.store import RunFolder
@@ -33,6 +34,7 @@ class AtomicCheckpoint(pl.Callback):
         The temporary name is the owner's (pid): a partial file never replaces last.ckpt, and
         a failed write (a full disk) removes its partial file.
         """
+        trainer.lightning_module.check_finite()  # a diverged model is never saved over the last good one
         target = self.folder.last_checkpoint
         tmp = target.with_name(f".last.ckpt.{os.getpid()}.tmp")
         try:
@@ -57,7 +59,8 @@ class AtomicCheckpoint(pl.Callback):
         """Save when steps were made since the last checkpoint (single process only: a collective
         save cannot be trusted while other ranks may be gone)."""
         if trainer.world_size == 1 and trainer.global_step > self.saved_step:
-            self.save(trainer)
+            if trainer.lightning_module.diverged_step() is None:
+                self.save(trainer)
 
     def _due(self, trainer: pl.Trainer) -> bool:
         step = trainer.global_step
@@ -120,10 +123,15 @@ class TraceBatches(pl.Callback):
 
 
 class RecordMetrics(pl.Callback):
-    """Writes metrics.csv (one row per logged step) and keeps record.json's progress fields."""
+    """Writes metrics.csv (one row per logged step) and keeps record.json's progress fields.
+
+    The training loss is read from the device on logging steps only (after checking that no
+    loss so far was NaN or infinite); `shown` holds what the progress bar displays.
+    """
 
     def __init__(self, folder: RunFolder, spec: RunSpec):
         self.folder, self.spec = folder, spec
+        self.shown: dict[str, float] = {}
         self.rows: list[dict[str, Any]] = []
         self.wall_before, self.t0 = 0.0, time.monotonic()
         self._last_time, self._last_step = self.t0, 0
@@ -152,6 +160,7 @@ class RecordMetrics(pl.Callback):
         step = trainer.global_step
         if step == self._last_step or step % trainer.log_every_n_steps and step != trainer.max_steps:
             return
+        pl_module.check_finite()
         now = time.monotonic()
         self.throughput = (step - self._last_step) * self.spec.units_per_step / max(now - self._last_time, 1e-9)
         self._last_time, self._last_step = now, step
@@ -159,7 +168,9 @@ class RecordMetrics(pl.Callback):
         row = self._row(step)
         row.update(train_loss=float(metrics.get("train_loss", math.nan)), lr=trainer.optimizers[0].param_groups[0]["lr"],
                    throughput=self.throughput, wall_time=self.wall_time())
-        pl_module.log(f"{self.spec.unit[:3]}/s", self.throughput, prog_bar=True, rank_zero_only=True)
+        rate = f"{self.spec.unit[:3]}/s"
+        self.shown.update({"train_loss": row["train_loss"], rate: self.throughput})
+        pl_module.log(rate, self.throughput, rank_zero_only=True)  # to loggers: not a per-step progress-bar metric
         if trainer.is_global_zero:
             self.flush(step)
 
@@ -169,6 +180,7 @@ class RecordMetrics(pl.Callback):
             return
         row = self._row(trainer.global_step)
         row.update(val_loss=float(metrics["val_loss"]), val_accuracy=float(metrics["val_accuracy"]))
+        self.shown["val_loss"] = row["val_loss"]
         row.setdefault("wall_time", self.wall_time())
         if trainer.is_global_zero:
             self.flush(trainer.global_step)
@@ -185,3 +197,16 @@ class RecordMetrics(pl.Callback):
     def last_train_loss(self) -> Optional[float]:
         """The most recent logged training loss."""
         return next((r["train_loss"] for r in reversed(self.rows) if "train_loss" in r), None)
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar showing the recorder's latest numbers (updated on logging steps
+    and validations), so that displaying them never reads the device on other steps."""
+
+    def __init__(self, recorder: RecordMetrics):
+        super().__init__()
+        self.recorder = recorder
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        shown = {k: f"{v:.4g}" if k.endswith("loss") else f"{v:,.0f}" for k, v in self.recorder.shown.items()}
+        return {**super().get_metrics(trainer, pl_module), **shown}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -13,17 +13,33 @@ from scaling.train.schedule import schedule_for
 
 
 class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite at optimizer step `step`."""
+
+    def __init__(self, loss: float, step: int):
+        super().__init__(f"training loss became {loss} at step {step}")
+        self.step = step
 
 
 class ScalingModule(pl.LightningModule):
-    """Next-byte prediction for text, classification for images."""
+    """Next-byte prediction for text, classification for images.
+
+    A training step never waits for the device: the step and value of the first non-finite loss
+    stay on the device, and `check_finite` reads them (one transfer) only where something is
+    recorded or saved (a logging step, a checkpoint, a validation), so a diverged run still
+    ends `diverged` at the step where its loss first became NaN or infinite, and nothing
+    computed after that step is ever recorded.
+    """
 
     def __init__(self, model: torch.nn.Module, spec: RunSpec):
         super().__init__()
         self.model = model
         self.spec = spec
         self.kind = spec.cfg.data.kind
+        if spec.cfg.trainer.compile:
+            model.compile()  # in place: the state dict's keys (checkpoints, resume) stay the model's own
+        self._bad_step: Optional[torch.Tensor] = None  # -1 while every loss was finite
+        self._bad_loss: Optional[torch.Tensor] = None
+        self._checked_step, self._diverged = -1, -1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -37,10 +53,37 @@ class ScalingModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss, _ = self._loss(batch)
-        if not torch.isfinite(loss):
-            raise Diverged(f"training loss became {loss.item()} at step {self.global_step}")
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self._watch(loss.detach())
+        # to loggers and callback_metrics only: a progress-bar metric is converted to a number every step
+        self.log("train_loss", loss, on_step=True, on_epoch=False)
         return loss
+
+    def _watch(self, loss: torch.Tensor) -> None:
+        """Keep the step and value of the first non-finite loss, on the device (no synchronisation)."""
+        if self._bad_step is None or self._bad_step.device != loss.device:
+            self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self._bad_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
+        first = ~torch.isfinite(loss) & (self._bad_step < 0)
+        self._bad_step = torch.where(first, self.global_step, self._bad_step)
+        self._bad_loss = torch.where(first, loss, self._bad_loss)
+
+    def diverged_step(self) -> Optional[int]:
+        """The optimizer step whose loss first became non-finite, or None (one device-to-host read,
+        none when no training step ran since the last read)."""
+        if self._bad_step is None:
+            return None
+        if self._checked_step != self.global_step:
+            self._checked_step, self._diverged = self.global_step, int(self._bad_step)
+        return self._diverged if self._diverged >= 0 else None
+
+    def check_finite(self) -> None:
+        """Raise Diverged when a training loss so far was NaN or infinite."""
+        step = self.diverged_step()
+        if step is not None:
+            raise Diverged(float(self._bad_loss), step)
+
+    def on_validation_start(self) -> None:
+        self.check_finite()  # never validate (and record) a model that has diverged
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         loss, correct = self._loss(batch)
@@ -60,9 +103,24 @@ class ScalingModule(pl.LightningModule):
 
         cfg = self.spec.cfg.optim
         groups = param_groups(self.spec.cfg.model, self.model, cfg)  # the family's (μP scales them)
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                      fused=self._fused())
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_for(self.spec.cfg, self.spec.steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _fused(self) -> bool:
+        """Fused AdamW on CUDA (one kernel per step, step counts on the device) unless a GradScaler
+        unscales gradients (16-mixed), which would have Lightning refuse to clip them."""
+        return self.device.type == "cuda" and not str(self.spec.cfg.trainer.precision).startswith("16")
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: Any = None,
+                                    gradient_clip_algorithm: Optional[str] = None) -> None:
+        # Lightning's mixed-precision plugin refuses to clip for any optimizer that could unscale
+        # (fused ones), though bf16 has no scaler; clip as it would, by the global norm.
+        if gradient_clip_val and getattr(optimizer, "defaults", {}).get("fused"):
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
 
 def rng_states() -> dict[str, Any]:
