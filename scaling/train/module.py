@@ -23,10 +23,10 @@ class Diverged(RuntimeError):
 class ScalingModule(pl.LightningModule):
     """Next-byte prediction for text, classification for images.
 
-    A training step never waits for the device: the step and value of the first non-finite loss
-    stay on the device, and `check_finite` reads them (one transfer) only where something is
-    recorded or saved (a logging step, a checkpoint, a validation), so a diverged run still
-    ends `diverged` at the step where its loss first became NaN or infinite, and nothing
+    A training step never waits for the device: its loss stays there, kept (with its step) until
+    `check_finite` looks at all the kept losses at once (one device-to-host transfer) where
+    something is recorded or saved (a logging step, a checkpoint, a validation). A diverged run
+    still ends `diverged` at the step where its loss first became NaN or infinite, and nothing
     computed after that step is ever recorded.
     """
 
@@ -37,56 +37,50 @@ class ScalingModule(pl.LightningModule):
         self.kind = spec.cfg.data.kind
         if spec.cfg.trainer.compile:
             model.compile()  # in place: the state dict's keys (checkpoints, resume) stay the model's own
-        self._bad_step: Optional[torch.Tensor] = None  # -1 while every loss was finite
-        self._bad_loss: Optional[torch.Tensor] = None
-        self._checked_step, self._diverged = -1, -1
+        self._unchecked: list[tuple[int, torch.Tensor]] = []  # (step, loss) since the last check
+        self._diverged: Optional[tuple[int, float]] = None  # (step, loss) of the first non-finite loss
+        self.last_loss: Optional[torch.Tensor] = None  # the latest micro-batch's training loss
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _logits_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self.model(x)  # text: [B, T, V]; image: [B, classes]
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
-        correct = (logits.argmax(-1) == y).float().mean()
-        return loss, correct
+        return logits, F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._loss(batch)
-        self._watch(loss.detach())
-        # to loggers and callback_metrics only: a progress-bar metric is converted to a number every step
-        self.log("train_loss", loss, on_step=True, on_epoch=False)
+        _, loss = self._logits_loss(batch)
+        # Kept on the device: RecordMetrics reads (and logs) it on logging steps only. A per-step
+        # self.log costs Lightning's bookkeeping on every step, and a progress-bar metric a sync.
+        self.last_loss = loss.detach()
+        self._unchecked.append((self.global_step, self.last_loss))
         return loss
 
-    def _watch(self, loss: torch.Tensor) -> None:
-        """Keep the step and value of the first non-finite loss, on the device (no synchronisation)."""
-        if self._bad_step is None or self._bad_step.device != loss.device:
-            self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
-            self._bad_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
-        first = ~torch.isfinite(loss) & (self._bad_step < 0)
-        self._bad_step = torch.where(first, self.global_step, self._bad_step)
-        self._bad_loss = torch.where(first, loss, self._bad_loss)
-
     def diverged_step(self) -> Optional[int]:
-        """The optimizer step whose loss first became non-finite, or None (one device-to-host read,
-        none when no training step ran since the last read)."""
-        if self._bad_step is None:
-            return None
-        if self._checked_step != self.global_step:
-            self._checked_step, self._diverged = self.global_step, int(self._bad_step)
-        return self._diverged if self._diverged >= 0 else None
+        """The optimizer step whose loss first became non-finite, or None (one device-to-host
+        transfer when steps ran since the last call, none otherwise)."""
+        if self._unchecked and self._diverged is None:
+            losses = torch.stack([loss for _, loss in self._unchecked])
+            bad = ~torch.isfinite(losses)
+            found, first = torch.stack([bad.any().long(), bad.long().argmax()]).tolist()
+            if found:
+                self._diverged = (self._unchecked[first][0], float(losses[first]))
+        self._unchecked.clear()
+        return None if self._diverged is None else self._diverged[0]
 
     def check_finite(self) -> None:
         """Raise Diverged when a training loss so far was NaN or infinite."""
-        step = self.diverged_step()
-        if step is not None:
-            raise Diverged(float(self._bad_loss), step)
+        if self.diverged_step() is not None:
+            step, loss = self._diverged
+            raise Diverged(loss, step)
 
     def on_validation_start(self) -> None:
         self.check_finite()  # never validate (and record) a model that has diverged
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        loss, correct = self._loss(batch)
+        logits, loss = self._logits_loss(batch)
+        correct = (logits.argmax(-1) == batch[1]).float().mean()
         size = batch[0].size(0)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=size)
         self.log("val_accuracy", correct, sync_dist=True, batch_size=size)

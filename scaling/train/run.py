@@ -114,9 +114,9 @@ def train(spec: RunSpec, loggers_factory: Optional[Callable[[RunSpec], Any]] = N
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = build_data(cfg.data)
     model = build_model(cfg.model, data.info)
-    checkpoint = AtomicCheckpoint(folder, cfg.trainer.checkpoint_every, cfg.trainer.val_every,
-                                  tuple(cfg.trainer.keep_steps))
     recorder = RecordMetrics(folder, spec)
+    checkpoint = AtomicCheckpoint(folder, cfg.trainer.checkpoint_every, cfg.trainer.val_every,
+                                  tuple(cfg.trainer.keep_steps), before_save=recorder.flush_pending)
     fail = FailAtStep(cfg.trainer.fail_at_step, cfg.trainer.fail_attempts) if cfg.trainer.fail_at_step is not None else None
     extra = [c for c in (fail, TraceBatches(folder) if cfg.trainer.trace_batches else None,
                          ProgressBar(recorder) if cfg.trainer.progress else None) if c is not None]
