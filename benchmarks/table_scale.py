@@ -2,7 +2,8 @@
 
 Writes N synthetic run folders (a completed record.json shaped as `scaling train` writes it, and a
 metrics.csv of --rows logged steps) through `scaling.store.RunFolder`, laid out as IsoFLOP profiles
-of Chinchilla's law with noise (`scaling.analysis.synthetic`), then times each command as a whole
+of Chinchilla's law with 1% noise (`scaling.analysis.synthetic`: N / 100 budgets x 20 sizes x 5
+seeds), then times each command as a whole
 process (imports included) under /usr/bin/time, with its peak resident memory.
 
     python benchmarks/table_scale.py [--runs 1000,3000,10000] [--rows 200] [--root /tmp/scaling-table-scale]
@@ -31,7 +32,7 @@ from scaling.analysis.synthetic import TRUTH, isoflop_table
 from scaling.store import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
-BUDGETS, SIZES = 10, 10  # IsoFLOP profiles: 10 budgets x 10 sizes x (N / 100) seeds
+SIZES, SEEDS = 20, 5  # IsoFLOP profiles: N / 100 compute budgets x 20 sizes x 5 seeds
 
 
 def record_for(row: dict, index: int, rows: int) -> dict:
@@ -82,8 +83,8 @@ def write_runs(root: Path, count: int, rows: int) -> float:
         return 0.0
     shutil.rmtree(root, ignore_errors=True)
     start = time.perf_counter()
-    table = isoflop_table(budgets=np.geomspace(1e15, 1e18, BUDGETS), sizes=SIZES, seeds=math.ceil(count / 100),
-                          noise=0.01, seed=count).head(count)
+    budgets = np.geomspace(1e15, 1e19, max(1, math.ceil(count / (SIZES * SEEDS))))
+    table = isoflop_table(budgets=budgets, sizes=SIZES, seeds=SEEDS, noise=0.01, seed=count).head(count)
     rng = np.random.default_rng(count)
     for index, row in enumerate(table.to_dict("records")):
         record = record_for(row, index, rows)
