@@ -499,21 +499,21 @@ def _read_curves(folders: list[RunFolder]) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
-    by_header: dict[str, list[tuple[int, str, str, int]]] = {}
+    by_header: dict[bytes, list[tuple[int, str, bytes, int]]] = {}
     for index, folder in enumerate(folders):
         try:
-            text = folder.metrics_path.read_text()
+            text = folder.metrics_path.read_bytes()  # bytes: a StringIO of every file would take 4 bytes a character
         except FileNotFoundError:
             continue
-        header, _, body = text.partition("\n")
-        rows = sum(1 for line in body.split("\n") if line.strip("\r"))
+        header, _, body = text.partition(b"\n")
+        rows = sum(1 for line in body.split(b"\n") if line.strip(b"\r"))
         if rows:
-            by_header.setdefault(header.strip(), []).append((index, folder.path.name, body.rstrip("\n") + "\n", rows))
+            by_header.setdefault(header.strip(), []).append((index, folder.path.name, body.rstrip(b"\n") + b"\n", rows))
     frames = []
     for header, files in by_header.items():
-        names = next(csv.reader([header]))
+        names = next(csv.reader([header.decode()]))
         # pandas' default float parser reads Python's repr of a float back exactly (a test holds it)
-        frame = pd.read_csv(io.StringIO("".join(body for _, _, body, _ in files)), header=None, names=names,
+        frame = pd.read_csv(io.BytesIO(b"".join(body for _, _, body, _ in files)), header=None, names=names,
                             dtype=float, skip_blank_lines=True)
         counts = [rows for *_, rows in files]
         if len(frame) != sum(counts):  # a file csv reads differently (quoted newlines): one by one
