@@ -32,10 +32,11 @@ from scaling.train.schedule import schedule_for
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader) -> float:
-    """Mean held-out loss, as the validation step computes it (loss and accuracy per batch)."""
+    """Mean held-out loss, as the validation step computes it (loss and accuracy per batch, in
+    inference mode as Lightning validates)."""
     model.eval()
     total, count = 0.0, 0
-    with torch.no_grad():
+    with torch.inference_mode():
         for x, y in loader:
             logits = model(x)
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
