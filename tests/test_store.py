@@ -96,3 +96,35 @@ def test_a_run_is_owned_by_one_live_process(tmp_path):
     assert folder.live_status() is Status.INTERRUPTED
     with folder.own(wait=False):
         assert folder.owner()["pid"] != holder.pid
+
+
+def test_curves_are_read_in_one_pass_exactly_as_file_by_file(tmp_path):
+    import math
+
+    import pandas as pd
+
+    from scaling.store import load_runs
+
+    def folder(name: str, status: str = "completed") -> RunFolder:
+        run = RunFolder(tmp_path / "sweep" / name)
+        run.write_record({"run_id": name, "status": status})
+        return run
+
+    folder("a").write_metrics([{"step": 10, "D_seen": 100, "train_loss": 0.1 + 0.2, "lr": 1e-3 / 3},
+                               {"step": 20, "D_seen": 200, "train_loss": 1 / 3, "val_loss": math.pi}])
+    folder("b", "planned")  # no metrics.csv
+    folder("c").write_metrics([])  # a header only
+    (folder("d").metrics_path).write_text("step,loss\n5,2.5\n\n6,\n")  # another header (a legacy file)
+    folder("e").write_metrics([{"step": 1, "D_seen": 8, "train_loss": 2.0000000000000004}])
+    _, curves = load_runs(tmp_path / "sweep", curves=True)
+    folders = [RunFolder(tmp_path / "sweep" / n) for n in "abcde"]
+    frames = [pd.DataFrame(f.read_metrics()).assign(run_id=f.path.name) for f in folders]
+    expected = pd.concat([f for f in frames if not f.empty], ignore_index=True)
+    pd.testing.assert_frame_equal(curves, expected, check_exact=True)
+    assert list(curves["run_id"]) == ["a", "a", "d", "d", "e"] and curves["train_loss"].iloc[0] == 0.1 + 0.2
+    import numpy as np
+
+    values = np.random.default_rng(0).standard_normal(20_000) * 10.0 ** np.arange(-40, 40).repeat(250)
+    folder("f").write_metrics([{"step": i, "train_loss": float(v)} for i, v in enumerate(values)])
+    _, curves = load_runs(tmp_path / "sweep", curves=True)
+    assert (curves.loc[curves["run_id"] == "f", "train_loss"].to_numpy() == values).all()  # read back exactly

@@ -26,6 +26,8 @@ from scaling.analysis.laws import PARAMETRIC_LAWS, get_law
 FIGURE_NAMES = ("loss_vs_compute", "loss_vs_params", "loss_vs_data", "isoflop", "allocation", "residuals",
                 "backtest", "probes", "branches", "lr_transfer")
 MAX_CURVE_POINTS = 200  # per run: longer curves are thinned (log-spaced) for drawing
+CURVE_POINT_BUDGET = 100_000  # points of all the drawn curves together: many runs get fewer points each ...
+MIN_CURVE_POINTS = 12  # ... but at least this many
 MAX_GROUPS = 8  # lines in loss-vs-N (one per D) and loss-vs-D (one per N)
 PROBE_MIN_R2 = 0.5  # a power law is drawn through a probe metric only when it explains this much
 
@@ -37,7 +39,10 @@ def size_colours(an: Analysis) -> Callable[[float], str]:
     """N -> a viridis colour on a log scale over the sweep's sizes (hex)."""
     norm = size_norm(an)
     cmap = colormaps.get_cmap("viridis")
-    return lambda n: to_hex(cmap(norm(n)))
+    sizes = pd.to_numeric(an.usable["N"], errors="coerce").dropna().unique() if len(an.usable) else []
+    known = dict(zip(sizes, (to_hex(c) for c in cmap(norm(np.asarray(sizes, dtype=float)))))) if len(sizes) else {}
+    # the runs' own sizes mapped at once (a scalar LogNorm call costs more than the whole array's)
+    return lambda n: known[n] if n in known else to_hex(cmap(norm(n)))
 
 
 def size_norm(an: Analysis) -> LogNorm:
@@ -57,19 +62,31 @@ def palette(count: int, name: str = "plasma", span: float = 0.85) -> list[str]:
 
 
 def run_curves(an: Analysis) -> list[tuple[pd.Series, pd.DataFrame]]:
-    """(run row, its curve [C_seen, loss]) for every usable run with a curve, thinned to MAX_CURVE_POINTS."""
+    """(run row, its curve [C_seen, loss]) for every usable run with a curve, thinned for drawing to
+    MAX_CURVE_POINTS, or fewer when there are many runs (CURVE_POINT_BUDGET in all, at least
+    MIN_CURVE_POINTS each). Computed once per Analysis (every figure draws the same curves)."""
+    cached = an.__dict__.get("_run_curves")
+    if cached is not None and cached[0] is an.curves and cached[1] is an.usable:
+        return cached[2]
+    out = _run_curves(an)
+    an.__dict__["_run_curves"] = (an.curves, an.usable, out)
+    return out
+
+
+def _run_curves(an: Analysis) -> list[tuple[pd.Series, pd.DataFrame]]:
     if an.curves is None or an.loss_column is None:
         return []
-    by_run = dict(tuple(an.curves.groupby("run_id", sort=False)))
+    usable = an.usable.sort_values("N")
+    curves = an.curves[["run_id", "C_seen", an.loss_column]].rename(columns={an.loss_column: "loss"})
+    C, loss = curves["C_seen"].to_numpy(dtype=float), curves["loss"].to_numpy(dtype=float)
+    curves = curves[np.isfinite(C) & (C > 0) & np.isfinite(loss) & curves["run_id"].isin(usable["run_id"]).to_numpy()]
+    by_run = {run_id: frame[["C_seen", "loss"]] for run_id, frame in curves.groupby("run_id", sort=False)}
+    points = min(MAX_CURVE_POINTS, max(MIN_CURVE_POINTS, CURVE_POINT_BUDGET // max(1, len(by_run))))
     out = []
-    for _, row in an.usable.sort_values("N").iterrows():
+    for index, row in zip(usable.index, usable.to_dict("records")):
         curve = by_run.get(row["run_id"])
-        if curve is None:
-            continue
-        curve = curve[["C_seen", an.loss_column]].rename(columns={an.loss_column: "loss"})
-        curve = curve[np.isfinite(curve["C_seen"]) & (curve["C_seen"] > 0) & np.isfinite(curve["loss"])]
-        if len(curve) >= 2:
-            out.append((row, thin(curve.sort_values("C_seen"))))
+        if curve is not None and len(curve) >= 2:
+            out.append((pd.Series(row, name=index), thin(curve.sort_values("C_seen"), points)))
     return out
 
 

@@ -6,10 +6,11 @@ import hashlib
 import math
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 from scaling.plan import RunSpec
 from scaling.store import RunFolder
@@ -23,9 +24,11 @@ class AtomicCheckpoint(pl.Callback):
     no validation is ever lost.
     """
 
-    def __init__(self, folder: RunFolder, every: int, val_every: int, keep_steps: tuple[int, ...] = ()):
+    def __init__(self, folder: RunFolder, every: int, val_every: int, keep_steps: tuple[int, ...] = (),
+                 before_save: Optional[Callable[[], None]] = None):
         self.folder, self.every, self.val_every, self.saved_step = folder, every, val_every, -1
         self.keep_steps = set(keep_steps)  # a trunk keeps checkpoints/step-K.ckpt for its branches
+        self.before_save = before_save  # the recorder's pending rows reach metrics.csv before a checkpoint
 
     def save(self, trainer: pl.Trainer) -> None:
         """Write the checkpoint now (a collective call under DDP; rank 0 renames).
@@ -33,6 +36,9 @@ class AtomicCheckpoint(pl.Callback):
         The temporary name is the owner's (pid): a partial file never replaces last.ckpt, and
         a failed write (a full disk) removes its partial file.
         """
+        trainer.lightning_module.check_finite()  # a diverged model is never saved over the last good one
+        if self.before_save is not None and trainer.is_global_zero:
+            self.before_save()  # a resume keeps metrics.csv's rows up to the checkpoint: they must be there
         target = self.folder.last_checkpoint
         tmp = target.with_name(f".last.ckpt.{os.getpid()}.tmp")
         try:
@@ -57,7 +63,8 @@ class AtomicCheckpoint(pl.Callback):
         """Save when steps were made since the last checkpoint (single process only: a collective
         save cannot be trusted while other ranks may be gone)."""
         if trainer.world_size == 1 and trainer.global_step > self.saved_step:
-            self.save(trainer)
+            if trainer.lightning_module.diverged_step() is None:
+                self.save(trainer)
 
     def _due(self, trainer: pl.Trainer) -> bool:
         step = trainer.global_step
@@ -120,10 +127,22 @@ class TraceBatches(pl.Callback):
 
 
 class RecordMetrics(pl.Callback):
-    """Writes metrics.csv (one row per logged step) and keeps record.json's progress fields."""
+    """Writes metrics.csv (one row per logged step) and keeps record.json's progress fields.
+
+    The training loss is read from the device on logging steps only (after checking that no
+    loss so far was NaN or infinite); `shown` holds what the progress bar displays. Rows are
+    written at once at the first logging step, on validations, before every checkpoint
+    (`flush_pending`: a resume keeps the rows up to its checkpoint from metrics.csv) and at the
+    end; other logging steps write at most every FLUSH_EVERY_S seconds (each write rewrites
+    metrics.csv and record.json and syncs them to disk).
+    """
+
+    FLUSH_EVERY_S = 5.0
 
     def __init__(self, folder: RunFolder, spec: RunSpec):
         self.folder, self.spec = folder, spec
+        self._flushed_at, self._pending = -math.inf, None
+        self.shown: dict[str, float] = {}
         self.rows: list[dict[str, Any]] = []
         self.wall_before, self.t0 = 0.0, time.monotonic()
         self._last_time, self._last_step = self.t0, 0
@@ -152,16 +171,21 @@ class RecordMetrics(pl.Callback):
         step = trainer.global_step
         if step == self._last_step or step % trainer.log_every_n_steps and step != trainer.max_steps:
             return
+        pl_module.check_finite()
         now = time.monotonic()
         self.throughput = (step - self._last_step) * self.spec.units_per_step / max(now - self._last_time, 1e-9)
         self._last_time, self._last_step = now, step
-        metrics = trainer.callback_metrics
+        loss = pl_module.last_loss
         row = self._row(step)
-        row.update(train_loss=float(metrics.get("train_loss", math.nan)), lr=trainer.optimizers[0].param_groups[0]["lr"],
+        row.update(train_loss=math.nan if loss is None else float(loss), lr=trainer.optimizers[0].param_groups[0]["lr"],
                    throughput=self.throughput, wall_time=self.wall_time())
-        pl_module.log(f"{self.spec.unit[:3]}/s", self.throughput, prog_bar=True, rank_zero_only=True)
+        rate = f"{self.spec.unit[:3]}/s"
+        self.shown.update({"train_loss": row["train_loss"], rate: self.throughput})
+        # to the loggers (W&B), which Lightning calls on these same steps; not progress-bar metrics
+        pl_module.log("train_loss", row["train_loss"], on_step=True, on_epoch=False)
+        pl_module.log(rate, self.throughput, rank_zero_only=True)
         if trainer.is_global_zero:
-            self.flush(step)
+            self.flush(step, soon=True)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics
@@ -169,14 +193,26 @@ class RecordMetrics(pl.Callback):
             return
         row = self._row(trainer.global_step)
         row.update(val_loss=float(metrics["val_loss"]), val_accuracy=float(metrics["val_accuracy"]))
+        self.shown["val_loss"] = row["val_loss"]
         row.setdefault("wall_time", self.wall_time())
         if trainer.is_global_zero:
             self.flush(trainer.global_step)
 
-    def flush(self, step: int) -> None:
-        """Rewrite metrics.csv and the record's progress atomically."""
+    def flush(self, step: int, soon: bool = False) -> None:
+        """Rewrite metrics.csv and the record's progress atomically; with `soon`, only when the
+        last write is FLUSH_EVERY_S old (else it is pending)."""
+        now = time.monotonic()
+        if soon and now - self._flushed_at < self.FLUSH_EVERY_S:
+            self._pending = step
+            return
         self.folder.write_metrics(self.rows)
         self.folder.progress(step=step, wall_time=self.wall_time(), throughput=self.throughput)
+        self._flushed_at, self._pending = now, None
+
+    def flush_pending(self) -> None:
+        """Write the rows that a throttled flush left pending."""
+        if self._pending is not None:
+            self.flush(self._pending)
 
     def last_val(self) -> dict[str, Any]:
         """The most recent row with a validation loss."""
@@ -185,3 +221,16 @@ class RecordMetrics(pl.Callback):
     def last_train_loss(self) -> Optional[float]:
         """The most recent logged training loss."""
         return next((r["train_loss"] for r in reversed(self.rows) if "train_loss" in r), None)
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar showing the recorder's latest numbers (updated on logging steps
+    and validations), so that displaying them never reads the device on other steps."""
+
+    def __init__(self, recorder: RecordMetrics):
+        super().__init__()
+        self.recorder = recorder
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        shown = {k: f"{v:.4g}" if k.endswith("loss") else f"{v:,.0f}" for k, v in self.recorder.shown.items()}
+        return {**super().get_metrics(trainer, pl_module), **shown}

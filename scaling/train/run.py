@@ -20,7 +20,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from scaling.config import to_yaml
 from scaling.plan import RunSpec
 from scaling.store import RunFolder, Status, describe_owner
-from scaling.train.callbacks import AtomicCheckpoint, FailAtStep, RecordMetrics, TraceBatches
+from scaling.train.callbacks import AtomicCheckpoint, FailAtStep, ProgressBar, RecordMetrics, TraceBatches
 from scaling.train.data import RunDataModule
 from scaling.train.module import Diverged, ScalingModule
 
@@ -114,11 +114,12 @@ def train(spec: RunSpec, loggers_factory: Optional[Callable[[RunSpec], Any]] = N
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = build_data(cfg.data)
     model = build_model(cfg.model, data.info)
-    checkpoint = AtomicCheckpoint(folder, cfg.trainer.checkpoint_every, cfg.trainer.val_every,
-                                  tuple(cfg.trainer.keep_steps))
     recorder = RecordMetrics(folder, spec)
+    checkpoint = AtomicCheckpoint(folder, cfg.trainer.checkpoint_every, cfg.trainer.val_every,
+                                  tuple(cfg.trainer.keep_steps), before_save=recorder.flush_pending)
     fail = FailAtStep(cfg.trainer.fail_at_step, cfg.trainer.fail_attempts) if cfg.trainer.fail_at_step is not None else None
-    extra = [c for c in (fail, TraceBatches(folder) if cfg.trainer.trace_batches else None) if c is not None]
+    extra = [c for c in (fail, TraceBatches(folder) if cfg.trainer.trace_batches else None,
+                         ProgressBar(recorder) if cfg.trainer.progress else None) if c is not None]
     trainer = make_trainer(spec, [recorder, checkpoint, *extra, *(callbacks(checkpoint) if callbacks else [])],
                            loggers_factory(spec) if loggers_factory else False, trainer_overrides)
     with contextlib.ExitStack() as owned:
@@ -151,7 +152,7 @@ def _fit(trainer: pl.Trainer, spec: RunSpec, data: Any, model: torch.nn.Module, 
         if recorder.last_val().get("step") != trainer.global_step:
             trainer.validate(module, datamodule=datamodule, verbose=False)
     except Diverged as exc:
-        return finish(folder, recorder, trainer, Status.DIVERGED, error=str(exc))
+        return finish(folder, recorder, trainer, Status.DIVERGED, error=str(exc), step=exc.step)
     except SIGTERMException:
         finish(folder, recorder, trainer, Status.INTERRUPTED, error="stopped by SIGTERM; resumes from its checkpoint")
         raise Stopped() from None
@@ -196,13 +197,14 @@ def _nothing_to_do(folder: RunFolder) -> dict[str, Any]:
 
 
 def finish(folder: RunFolder, recorder: RecordMetrics, trainer: pl.Trainer, status: Status,
-           error: Optional[str] = None) -> dict[str, Any]:
-    """Write the final record (rank 0) and print the one-line summary."""
+           error: Optional[str] = None, step: Optional[int] = None) -> dict[str, Any]:
+    """Write the final record (rank 0) and print the one-line summary; `step` (a diverged run's
+    step) replaces the trainer's."""
     if not trainer.is_global_zero:
         return {}
     folder.write_metrics(recorder.rows)
     last = recorder.last_val()
-    record = folder.finish(status, error=error, step=trainer.global_step, wall_time=recorder.wall_time(),
+    record = folder.finish(status, error=error, step=trainer.global_step if step is None else step, wall_time=recorder.wall_time(),
                            throughput=recorder.throughput, loss=last.get("val_loss"),
                            val_accuracy=last.get("val_accuracy"), train_loss=recorder.last_train_loss())
     print(summary_line(record, folder.path), flush=True)

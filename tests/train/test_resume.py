@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from scaling.plan import plan_run
 from scaling.store import RunFolder
@@ -89,3 +90,16 @@ def test_ddp_resume_sees_the_planned_batches_on_every_rank(tmp_path):
     assert record["hardware"]["world_size"] == 2 and record["resumed_from_step"] == 10
     assert {rank for _, rank, _ in batch_trace(folder)} == {0, 1}
     assert_same_training(folder, reference)
+
+
+@pytest.mark.slow  # torch.compile on CPU builds C++ kernels: about a minute on 2 cores
+def test_a_compiled_run_resumes_as_it_trains_in_one_go(tmp_path):
+    base, more = CASES["text"]
+    whole = train(plan_run(tiny(base, tmp_path / "whole", *RESUMABLE, *more, "trainer.compile=true")))
+    record, folder = train_interrupted(base, tmp_path / "resumed", 13, *more, "trainer.compile=true")
+    assert record["status"] == "completed" and record["attempts"] == 2 and record["resumed_from_step"] == 10
+    assert math.isclose(record["loss"], whole["loss"], rel_tol=1e-5), (record["loss"], whole["loss"])
+    eager = train(plan_run(tiny(base, tmp_path / "eager", *RESUMABLE, *more)))  # the same run, not compiled
+    assert math.isclose(record["loss"], eager["loss"], rel_tol=1e-3), (record["loss"], eager["loss"])
+    saved = torch.load(folder.last_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert not any("_orig_mod" in key for key in saved)  # a compiled run's checkpoint loads into an eager model
