@@ -141,8 +141,10 @@ def summary_lines(an: Any, target: Any) -> list[str]:
         lines.append(f"backtest: {bt['held_out']} most expensive runs predicted within "
                      f"{bt['mean_abs_rel_error']:.2%} on average{decades}")
     for name in ("isoflop", "envelope"):
-        if name in an.approaches and an.approaches[name].a is not None:
-            lines.append(f"{name}: N_opt ∝ C^{an.approaches[name].a:.3f}")
+        found = an.approaches.get(name)
+        if found is not None and found.a is not None:
+            ci = found.ci.get("a")
+            lines.append(f"{name}: N_opt ∝ C^{found.a:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
     return lines + _prediction_lines(an)
 
 
