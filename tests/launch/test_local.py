@@ -41,13 +41,12 @@ def test_ctrl_c_then_resume(runs_root):
                "++sweep.axes={budget.tokens:[6000,60000]}", "trainer.checkpoint_every=10"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    def one_completed_and_a_long_one_checkpointed():
-        table = load_runs(runs_root / "tiny") if (runs_root / "tiny").exists() else None
-        ckpts = list((runs_root / "tiny").glob("*/checkpoints/last.ckpt")) if table is not None else []
-        return table is not None and (table["status"] == "completed").any() and any(
-            RunFolder(c.parent.parent).read_record().get("D", 0) > 50000 for c in ckpts)
+    def a_long_one_checkpointed_mid_way():  # the launcher starts the most expensive runs first
+        ckpts = list((runs_root / "tiny").glob("*/checkpoints/last.ckpt")) if (runs_root / "tiny").exists() else []
+        return any(RunFolder(c.parent.parent).read_record().get("D", 0) > 50000
+                   and RunFolder(c.parent.parent).read_record().get("status") == "running" for c in ckpts)
 
-    wait_for(one_completed_and_a_long_one_checkpointed, 180, "a completed run and a checkpoint of the long one")
+    wait_for(a_long_one_checkpointed_mid_way, 180, "a checkpoint of a long run still training")
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=120)
     assert process.returncode == 130, out
