@@ -101,6 +101,14 @@ def _note(ax: Axes, text: str) -> None:
             bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.85", alpha=0.9))
 
 
+def _room_below(ax: Axes, fraction: float = 0.14) -> None:
+    """Lower a log y-axis so its lowest drawn point sits `fraction` of the way up: a note at the bottom covers no data."""
+    lows = [np.nanmin(np.asarray(line.get_ydata(), dtype=float)) for line in ax.lines if len(line.get_ydata())]
+    lo, hi = ax.get_ylim()
+    lowest = min([lo, *[y for y in lows if np.isfinite(y) and y > 0]])
+    ax.set_ylim(math.exp((math.log(lowest) - fraction * math.log(hi)) / (1 - fraction)), hi)
+
+
 def _colourbar(figure: Figure, ax: Axes, an: Analysis) -> None:
     mappable = ScalarMappable(norm=size_norm(an), cmap="viridis")
     figure.colorbar(mappable, ax=ax, label="parameters N", pad=0.01)
@@ -210,6 +218,7 @@ def fig_isoflop(an: Analysis) -> Optional[Figure]:
                     is not False else "white", mec="black", ms=7, zorder=3)
     if any(p.get("flags") for p in profiles):
         _note(ax, "dashed, ⚑: flagged budgets (the report lists what to add); hollow ◆: left out of the power law")
+        _room_below(ax)
     if source == "law":
         _note(ax, "no budget in the sweep has 3+ sizes: profiles L(N, C/6N) of the fitted law, ◆ = its optimum")
         losses = np.concatenate([p["loss"] for p in profiles])
