@@ -185,10 +185,12 @@ class SweepConfig:
     isoflop: every model of `models` at every compute budget of `budgets` (D = C / FLOPs per unit).
     ladder: per compute budget (`budgets`, or `budget_range` + `budget_count`), `sizes_per_budget`
       widths whose N is spaced evenly in log N within +-`span` decades of the prior's optimum
-      N_opt = sqrt(C / (6 tokens_per_param_prior)); batch from `batch_rule` (in the data's unit,
+      N_opt = sqrt(C / (6 tokens_per_param_prior)), or of the IsoFLOP fit of an earlier ladder's runs
+      (`prior`: its folder, runs/NAME); batch from `batch_rule` (in the data's unit,
       of C), in [batch_min, batch_max] samples, lowered so each run takes >= `min_steps` steps.
       `holdout_budgets` (K: the top K budgets, or a list of budgets) are targets the fit never sees;
-      `holdout_sizes` (if set) keeps only that many central sizes at a target budget.
+      `holdout_sizes` (if set) keeps only that many central sizes at a target budget;
+      `seed_repeats` repeats the smallest budget over seeds (the noise floor).
     `models` holds widths (with a model.depth rule) or [width, depth] pairs. `rules` set keys from
     expressions of width, depth, N, N_nonembed, D, C (e.g. optim.lr: 3e-3 * (N / 1e6) ** -0.25),
     applied in order after the axes. `rules_from` is a fit file of `scaling fit SWEEP --law lr --save FILE`:
@@ -200,7 +202,7 @@ class SweepConfig:
     LATER_FIELDS: ClassVar[tuple[str, ...]] = (
         "budget_range", "budget_count", "tokens_per_param_prior", "sizes_per_budget", "span", "batch_rule",
         "batch_min", "batch_max", "min_steps", "holdout_budgets", "holdout_sizes", "width_step", "max_width",
-        "seed_repeats", "rules_from")
+        "seed_repeats", "rules_from", "prior")
 
     name: str = "default"
     mode: str = "none"  # none | grid | data | isoflop | ladder
@@ -221,6 +223,7 @@ class SweepConfig:
     budget_range: list[float] = field(default_factory=list)  # ladder: [low, high] FLOPs, log-spaced
     budget_count: int = 0  # ladder: how many budgets in budget_range
     tokens_per_param_prior: float = 20.0  # ladder: the expected compute-optimal D / N
+    prior: Optional[str] = None  # ladder: a sweep folder (or run table) whose IsoFLOP fit gives N_opt(C) instead
     sizes_per_budget: int = 5  # ladder: model sizes per budget
     span: float = 0.5  # ladder: sizes within +-span decades of N around the expected optimum
     batch_rule: str = "0.292 * C ** 0.3271"  # ladder: batch in the data's unit (DeepSeek LLM's B_opt)

@@ -1,7 +1,7 @@
 """The ladder sweep mode: compute budgets, model sizes around each budget's expected optimum, a batch per budget.
 
 Per budget C the prior D/N = r (`sweep.tokens_per_param_prior`) puts the optimum at
-N_opt = sqrt(C / (6 r)); the ladder asks for `sizes_per_budget` sizes spaced evenly in log N within
+N_opt = sqrt(C / (6 r)), or an earlier sweep's IsoFLOP fit does (`sweep.prior=runs/NAME`); the ladder asks for `sizes_per_budget` sizes spaced evenly in log N within
 +-`span` decades of it and takes, for each, the width (depth by the sweep's rules) whose real N is
 nearest. The batch follows a rule of compute (DeepSeek LLM's B_opt = 0.292 C^0.3271 tokens by
 default), clipped to [batch_min, batch_max] samples and lowered so that the budget's largest model
@@ -12,6 +12,7 @@ Pure functions of the sweep spec and of the sizes the planner measures on meta-d
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -81,10 +82,56 @@ def expected_optimum(C: float, prior: float) -> float:
     return math.sqrt(C / (6.0 * prior))
 
 
+@dataclass(frozen=True)
+class Prior:
+    """Where the ladder expects each budget's optimum: N_opt = G (C/6)^a (a = 1/2, G = 1/sqrt(r) for a D/N prior r)."""
+
+    G: float
+    a: float
+    source: str  # how the plan names it
+
+    def optimum(self, C: float) -> float:
+        return self.G * (C / 6.0) ** self.a
+
+
+def ladder_prior(sweep: Any) -> Prior:
+    """The prior of `sweep`: the IsoFLOP allocation fitted to the runs of `sweep.prior` (a ladder's held-out
+    targets left out) when set, else D/N = tokens_per_param_prior."""
+    if getattr(sweep, "prior", None):
+        return _fitted_prior(str(sweep.prior))
+    r = sweep.tokens_per_param_prior
+    return Prior(G=1.0 / math.sqrt(r), a=0.5, source=f"prior D/N = {r:g} (N_opt = sqrt(C / (6 x prior)))")
+
+
+@functools.lru_cache(maxsize=8)
+def _fitted_prior(path: str) -> Prior:
+    from scaling.analysis import fit
+    from scaling.analysis.hygiene import AnalysisError
+    from scaling.analysis.targets import split_targets
+    from scaling.store import load_runs
+
+    from pathlib import Path
+
+    fix = ("give a sweep folder or run table whose IsoFLOP fit has 2 or more budgets with a minimum inside, or "
+           "drop sweep.prior to use sweep.tokens_per_param_prior")
+    if not path.startswith("wandb:") and not Path(path).exists():
+        raise ConfigError(f"sweep.prior={path!r} does not exist; give the folder of an earlier ladder (runs/NAME) "
+                          "or drop sweep.prior to use sweep.tokens_per_param_prior")
+    try:
+        runs = load_runs(path)
+        result = fit(split_targets(runs, path, frontier=False).fitted, "isoflop")
+    except (OSError, ValueError, KeyError, AnalysisError) as error:
+        raise ConfigError(f"sweep.prior={path!r}: {str(error).splitlines()[0]}; {fix}") from None
+    used = result.fit_info.get("budgets_used", 0)
+    return Prior(G=float(result.params["G"]), a=float(result.params["a"]),
+                 source=f"prior from {path}: N_opt = {result.params['G']:.4g} (C/6)^{result.params['a']:.3f} "
+                        f"(IsoFLOP fit of {used} budgets)")
+
+
 def wanted_sizes(C: float, sweep: Any, target: bool = False) -> list[float]:
     """`sizes_per_budget` values of N spaced evenly in log N within +-span decades of the expected optimum;
     for a held-out target budget only the `holdout_sizes` central ones of them (when set)."""
-    center = expected_optimum(C, sweep.tokens_per_param_prior)
+    center = ladder_prior(sweep).optimum(C)
     k = sweep.sizes_per_budget
     offsets = [0.0] if k == 1 else [sweep.span * (2 * i / (k - 1) - 1) for i in range(k)]
     keep = min(sweep.holdout_sizes or k, k) if target else k

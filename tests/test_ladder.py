@@ -180,3 +180,36 @@ def test_seed_repeats_repeat_the_smallest_budget_over_seeds(tmp_path):
     widths = {seed: sorted(s.cfg.model.width for s in budgets[smallest] if s.cfg.seed == seed) for seed in (4, 5, 6)}
     assert widths[4] == widths[5] == widths[6]
     assert all(spec.cfg.seed == 4 for C, specs in budgets.items() if C != smallest for spec in specs)
+
+
+def test_a_prior_from_an_earlier_ladder_centres_the_next_one(tmp_path, capsys):
+    def profiles(spec) -> float:  # IsoFLOP profiles with their minima at N = 0.4 (C/6)^0.45, not at the D/N prior
+        best = 0.4 * (spec.C / 6) ** 0.45
+        return 1.5 + (spec.C / 1e11) ** -0.1 + 0.1 * math.log(spec.N / best) ** 2
+
+    plan = plan_sweep([*QUICK, f"run.root={tmp_path / 'first'}"])
+    for spec in plan.runs:
+        folder = RunFolder(spec.path)
+        folder.plan(spec, to_yaml(spec.cfg))
+        folder.finish(Status.COMPLETED, loss=profiles(spec))
+    earlier = tmp_path / "first" / "quickstart"
+    from scaling.analysis import fit
+    from scaling.store import load_runs
+
+    fitted = load_runs(earlier)
+    found = fit(fitted[fitted["budget_flops"] < 3e12], "isoflop")  # the held-out budget is never fitted
+    plan = plan_sweep([*QUICK, f"run.root={tmp_path / 'second'}", f"sweep.prior={earlier}", "sweep.name=second"])
+    from scaling.ladder import ladder_prior
+
+    prior = ladder_prior(plan.sweep)
+    assert prior.a == pytest.approx(found.a) and prior.G == pytest.approx(found.G)
+    assert prior.a == pytest.approx(0.45, abs=0.02)
+    assert str(earlier) in prior.source
+    for C, specs in _by_budget(plan).items():
+        sizes = sorted(spec.N for spec in specs)
+        assert sizes[0] < prior.optimum(C) < sizes[-1]  # each budget's sizes bracket the fitted optimum
+    assert main(["plan", *QUICK, f"run.root={tmp_path / 'second'}", f"sweep.prior={earlier}"]) == 0
+    assert f"ladder: prior from {earlier}: N_opt = " in capsys.readouterr().out
+    assert main(["plan", *QUICK, f"sweep.prior={tmp_path / 'nothing'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not exist" in err and len(err.splitlines()) == 1

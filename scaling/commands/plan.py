@@ -149,15 +149,15 @@ def _is_target(budget: Optional[float], targets: list[float]) -> bool:
 
 def ladder_design(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per budget of a ladder: the expected optimum, the sizes, D/N, steps, batch, compute and time."""
-    from scaling.ladder import expected_optimum
+    from scaling.ladder import ladder_prior
 
     sweep, budgets = plan.sweep, {}
     for row in rows:
         budgets.setdefault(row["budget"], []).append(row)
-    return {"prior_tokens_per_param": sweep.tokens_per_param_prior, "span": sweep.span,
+    prior = ladder_prior(sweep)
+    return {"prior_tokens_per_param": sweep.tokens_per_param_prior, "prior": prior.source, "span": sweep.span,
             "batch_rule": sweep.batch_rule, "min_steps": sweep.min_steps,
-            "budgets": [_budget_design(C, group, expected_optimum(C, sweep.tokens_per_param_prior))
-                        for C, group in sorted(budgets.items())]}
+            "budgets": [_budget_design(C, group, prior.optimum(C)) for C, group in sorted(budgets.items())]}
 
 
 def _budget_design(C: float, group: list[dict[str, Any]], n_opt: float) -> dict[str, Any]:
@@ -172,7 +172,7 @@ def _budget_design(C: float, group: list[dict[str, Any]], n_opt: float) -> dict[
 
 def format_design(design: dict[str, Any]) -> list[str]:
     """The ladder's design as lines: one per budget."""
-    lines = [f"ladder: prior D/N = {design['prior_tokens_per_param']:g} (N_opt = sqrt(C / (6 x prior))), sizes "
+    lines = [f"ladder: {design['prior']}, sizes "
              f"within +-{design['span']:g} decades of it; batch = {design['batch_rule']} tokens, >= "
              f"{design['min_steps']} steps per run",
              f"{'budget':>9} {'expected N_opt':>15} {'sizes (N)':<40} {'D/N':>12} {'steps':>11} {'batch':>6} "
