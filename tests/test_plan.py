@@ -95,3 +95,16 @@ def test_hydra_sweep_grammar_makes_a_grid_and_combines_with_an_experiment(capsys
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_sweep_planned_without_a_gpu_is_estimated_on_one_gpu(capsys):
+    assert main(["plan", "experiment=gpt_isoflop", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    totals, sweep = plan["totals"], {"gpu_flops": 989e12, "utilisation": 0.4}
+    assert totals["rate_source"].startswith("no GPU on this machine")
+    assert totals["flops_per_second"] == pytest.approx(sweep["gpu_flops"] * sweep["utilisation"])
+    run = plan["runs"][0]
+    assert run["est_seconds"] == pytest.approx(run["C"] / totals["flops_per_second"] + run["steps"] * 0.01)
+    assert main(["plan", "experiment=gpt_isoflop"]) == 0
+    assert " on one GPU at 3.96e+14 FLOP/s" in capsys.readouterr().out.splitlines()[-1]

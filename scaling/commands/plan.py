@@ -51,6 +51,7 @@ class Speed:
     flops_per_second: float
     step_seconds: float
     source: str
+    where: str = "here"  # what the estimate is for: this machine, or one GPU when the runs want one it lacks
 
     def seconds(self, C: float, steps: int) -> float:
         """Estimated wall time of a run of C FLOPs in `steps` optimizer steps."""
@@ -106,10 +107,29 @@ def matmul_flops_per_second(seconds: float = 0.05, efficiency: float = 0.3) -> t
     return peak * efficiency, f"CPU matmul benchmark ({peak / 1e9:.1f} GFLOP/s) x {efficiency}"
 
 
+def gpu_speed(plan: Plan) -> Optional[Speed]:
+    """For runs that want a GPU this machine lacks (a GPU sweep planned on a laptop): one GPU at the sweep's
+    assumed utilisation of its peak, not this CPU's speed. None when that is not the case."""
+    from scaling.config import trainer_wants_gpu
+
+    if not trainer_wants_gpu(plan.cfg.trainer):
+        return None
+    import torch
+
+    if torch.cuda.device_count():
+        return None
+    sweep = plan.sweep
+    return Speed(sweep.gpu_flops * sweep.utilisation, DEFAULT_STEP_SECONDS,
+                 f"no GPU on this machine: one at {sweep.utilisation:.0%} of {sweep.gpu_flops:.3g} FLOP/s", "on one GPU")
+
+
 def machine_speed(plan: Plan, override: Optional[float] = None) -> Speed:
     """The speed used for time estimates: configured, else measured from past runs, else benchmarked."""
     if override:
         return Speed(override, DEFAULT_STEP_SECONDS, "sweep.flops_per_second")
+    gpu = gpu_speed(plan)
+    if gpu:
+        return gpu
     measured = measured_speed(plan.cfg.run.root, plan.family)
     if measured:
         return measured
@@ -233,7 +253,7 @@ def format_plan(plan: Plan, speed: Speed) -> str:
     parallel = getattr(plan.launcher, "parallel", 1) or 1
     at_once = f" ({format_seconds(t['est_seconds_here'] / parallel)} {parallel} at a time)" if parallel > 1 else ""
     lines.append(f"total: {t['runs']} runs, {t['flops']:.3g} FLOPs, about {format_seconds(t['est_seconds_here'])}"
-                 f"{at_once} here at {speed.flops_per_second:.3g} FLOP/s + {speed.step_seconds * 1e3:.3g} ms a step "
+                 f"{at_once} {speed.where} at {speed.flops_per_second:.3g} FLOP/s + {speed.step_seconds * 1e3:.3g} ms a step "
                  f"({speed.source}); {t['gpu_hours']:.3g} GPU hours at {t['utilisation']:.0%} of "
                  f"{t['gpu_flops']:.3g} FLOP/s")
     lines += _branch_totals(plan)
