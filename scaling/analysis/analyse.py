@@ -80,10 +80,6 @@ def analyse(runs: pd.DataFrame, curves: Optional[pd.DataFrame] = None, law: str 
     Nothing raises for a table that cannot be fitted: the reason lands in `errors` and the
     figures show the data alone.
     """
-    if held_out is not None and len(held_out):
-        an = analyse(runs, curves, law, target_flops=target_flops, bootstrap=bootstrap, holdout=holdout, seed=seed,
-                     level=level)
-        return _with_held_out(an, held_out)
     if "run_id" not in runs.columns:  # the labels fits give rows ('row 3'), so figures can match runs to fits
         runs = runs.assign(run_id=run_labels(runs))
     kept = usable_runs(runs)
@@ -101,7 +97,7 @@ def analyse(runs: pd.DataFrame, curves: Optional[pd.DataFrame] = None, law: str 
             found = _try(an, approach, lambda name=approach: fit(runs, name, curves=curves, seed=seed))
             if found is not None:
                 an.approaches[approach] = found
-    return an
+    return _with_held_out(an, held_out) if held_out is not None and len(held_out) else an
 
 
 def _with_held_out(an: Analysis, held_out: pd.DataFrame) -> Analysis:

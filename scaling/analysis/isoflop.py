@@ -116,7 +116,7 @@ def distinct_sizes(N: np.ndarray, tol: float = 0.01) -> int:
 def parabola_uncertainty(x: np.ndarray, y: np.ndarray, level: float) -> dict[str, float]:
     """Least-squares parabola y(x) with the lower bound of its curvature c2 and the vertex's interval (t, n-3 dof).
 
-    Returns c2, vertex, and with 4+ points c2_lo, vertex_lo, vertex_hi, rms; x is centred for
+    Returns c2, vertex, minimum (y there), and with 4+ points c2_lo, vertex_lo, vertex_hi, rms; x is centred for
     conditioning and the answer is in x's own units.
     """
     from scipy.stats import t as student_t
@@ -125,7 +125,8 @@ def parabola_uncertainty(x: np.ndarray, y: np.ndarray, level: float) -> dict[str
     X = np.vander(x - centre, 3)  # columns (x - centre)^2, x - centre, 1
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
     c2, c1 = float(coef[0]), float(coef[1])
-    out = {"c2": c2, "vertex": centre - c1 / (2 * c2) if c2 > 0 else math.nan}
+    out = {"c2": c2, "vertex": centre - c1 / (2 * c2) if c2 > 0 else math.nan,
+           "minimum": float(coef[2] - c1**2 / (4 * c2)) if c2 > 0 else math.nan}
     dof = len(x) - 3
     if dof < 1:
         return out
@@ -167,7 +168,7 @@ def budget_minimum(group: pd.DataFrame, checks: BudgetChecks = BudgetChecks()) -
             flags.append(("too_few_sizes", f"{row['sizes']} sizes: add {checks.min_sizes - row['sizes']}"))
         return _finish(row, flags, usable=False)
     x = fit["vertex"]
-    row.update(N_opt=_pow10(x), loss_min=float(np.polyval(np.polyfit(log_n, loss, 2), x)),
+    row.update(N_opt=_pow10(x), loss_min=fit["minimum"],
                position=float((x - log_n.min()) / row["span"]), sizes_below=int(np.sum(log_n < x)),
                sizes_above=int(np.sum(log_n > x)), vertex_lo=_pow10(fit.get("vertex_lo", math.nan)),
                vertex_hi=_pow10(fit.get("vertex_hi", math.nan)))

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.analysis.hygiene import AnalysisError, exclusion_reasons, require_columns
+from scaling.analysis.isoflop import parabola_vertex
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -106,10 +107,10 @@ def _vertex(curve: pd.Series, best: int) -> float:
 def _parabola_vertex(x: np.ndarray, y: np.ndarray, fallback: float) -> float:
     if len(x) < 3 or x.min() >= math.log(fallback) or x.max() <= math.log(fallback):
         return fallback
-    a, b, _ = np.polyfit(x, y, 2)
-    if not a > 0:
+    vertex = parabola_vertex(x, y)
+    if vertex is None:
         return fallback
-    return float(np.exp(np.clip(-b / (2 * a), x.min(), x.max())))  # never beyond the points it saw
+    return float(np.exp(np.clip(vertex[0], x.min(), x.max())))  # never beyond the points it saw
 
 
 # ----------------------------------------------------------------------------- the law

@@ -169,7 +169,7 @@ def target_rows(target: Target, runs: Any) -> Any:
     with the point's N and D. A prediction is never fitted on them, and is scored against them."""
     import pandas as pd
 
-    from scaling.ladder import REL_TOL
+    from scaling.ladder import is_target
 
     def column(name: str) -> pd.Series:
         return runs[name].map(_float) if name in runs.columns else pd.Series(None, index=runs.index, dtype=object)
@@ -177,7 +177,7 @@ def target_rows(target: Target, runs: Any) -> Any:
     if target.kind == "run":
         return runs["run_id"].astype(str) == target.run_id
     if target.kind == "compute":
-        return column("budget_flops").map(lambda b: _same(b, target.C, REL_TOL)).astype(bool)
+        return column("budget_flops").map(lambda b: is_target(b, [target.C])).astype(bool)
     return (column("N").map(lambda n: _same(n, target.N, MATCH_TOL))
             & column("D").map(lambda d: _same(d, target.D, MATCH_TOL))).astype(bool)
 
@@ -348,10 +348,21 @@ def score(prediction: dict[str, Any], runs: Any) -> dict[str, Any]:
     if observed is None:
         return {"state": "pending", "why": why}
     predicted = prediction["predicted"]
-    lo, hi = predicted.get("lo"), predicted.get("hi")
     return {"state": "scored", "observed": observed, "runs": used,
             "rel_error": (predicted["loss"] - observed) / observed,
-            "covered": None if lo is None or hi is None else bool(lo <= observed <= hi)}
+            "covered": coverage(predicted.get("lo"), predicted.get("hi"), observed)}
+
+
+def coverage(lo: Optional[float], hi: Optional[float], observed: float) -> Optional[bool]:
+    """Whether the interval [lo, hi] holds the observed loss; None without an interval."""
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    return bool(lo <= observed <= hi)
+
+
+def coverage_word(covered: Optional[bool]) -> str:
+    """How tables say it: covered, not covered, or no interval."""
+    return "no interval" if covered is None else "covered" if covered else "not covered"
 
 
 def _observed(target: Target, runs: Any) -> tuple[Optional[float], list[str], str]:
@@ -389,9 +400,8 @@ def prediction_rows(predictions: list[dict[str, Any]], runs: Any) -> list[dict[s
                "predicted": f"{p['loss']:.4f}{interval}", "observed": "-", "error": "-",
                "covered": f"pending ({scored.get('why')})"}
         if scored["state"] == "scored":
-            covered = scored["covered"]
             row.update(observed=f"{scored['observed']:.4f}", error=f"{scored['rel_error']:+.2%}",
-                       covered="no interval" if covered is None else "covered" if covered else "not covered")
+                       covered=coverage_word(scored["covered"]))
         rows.append(row)
     return rows
 

@@ -27,6 +27,7 @@ from scaling.analysis.analyse import Analysis
 from scaling.analysis.figures import make_figures, save_figures
 from scaling.analysis.formatting import fmt_count, fmt_flops
 from scaling.analysis.interactive import plotly_figures
+from scaling.analysis.predictions import coverage, coverage_word, prediction_rows
 from scaling.analysis.series import held_out_points, isoflop_budgets, target_prediction
 from scaling.store import TABLE_COLUMNS
 
@@ -193,7 +194,6 @@ def backtest_html(an: Analysis) -> str:
 def predictions_html(an: Analysis) -> str:
     """The held-out targets (the main law's prediction of each, never fitted) and the registered predictions
     (scaling predict), each scored against the run table once its target completed; '' when there are none."""
-    from scaling.analysis.predictions import prediction_rows
     from scaling.analysis.targets import target_lines
 
     parts = []
@@ -223,8 +223,7 @@ def _target_row(row: dict[str, Any]) -> str:
     interval = f" [{row['lo']:.4f}, {row['hi']:.4f}]" if np.isfinite(row["lo"]) else ""
     scored = np.isfinite(observed) and np.isfinite(predicted)
     error = f"{(predicted - observed) / observed:+.2%}" if scored else "–"
-    covered = ("pending" if not np.isfinite(observed) else "no interval" if not interval
-               else "covered" if row["lo"] <= observed <= row["hi"] else "not covered")
+    covered = "pending" if not np.isfinite(observed) else coverage_word(coverage(row["lo"], row["hi"], observed))
     cells = (row.get("run_id", ""), fmt_count(row["N"]), fmt_count(row["D"]), fmt_flops(row["C"]),
              f"{observed:.4f}" if np.isfinite(observed) else "–",
              f"{predicted:.4f}{interval}" if np.isfinite(predicted) else "–", error, covered)

@@ -54,6 +54,12 @@ class Command:
         return self.run(args)
 
 
+def check_level(level: float) -> None:
+    """A confidence level is strictly between 0 and 1 (UsageError otherwise)."""
+    if not 0 < level < 1:
+        raise UsageError(f"--level {level} is not a confidence level; give a number between 0 and 1, e.g. 0.95")
+
+
 def existing_path(path: Path | str, what: str) -> Path:
     """`path` as a Path when it exists and can be read; else a UsageError naming `what` it should be."""
     path = Path(path)

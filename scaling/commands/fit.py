@@ -13,7 +13,7 @@ import argparse
 import json
 from typing import Any
 
-from scaling.commands.base import Command, existing_path
+from scaling.commands.base import Command, check_level, existing_path
 from scaling.commands.errors import UsageError, guarded
 
 SOURCE_HELP = "a sweep folder (runs/NAME) or a CSV/TSV/Parquet run table"
@@ -120,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_options(args: argparse.Namespace) -> None:
     if args.bootstrap < 0 or (args.holdout is not None and args.holdout < 0):
         raise UsageError("--bootstrap and --holdout take a count >= 0")
-    if not 0 < args.level < 1:
-        raise UsageError(f"--level {args.level} is not a confidence level; give a number between 0 and 1, e.g. 0.95")
+    check_level(args.level)
     if not args.delta > 0:
         raise UsageError(f"--delta {args.delta} must be positive (the Huber delta on log loss, e.g. 1e-3)")
     for option, flag in (("curve_law", "--curve-law"), ("fit_on", "--fit-on")):

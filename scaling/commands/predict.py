@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from scaling.commands.base import Command, existing_path
+from scaling.commands.base import Command, check_level, existing_path
 from scaling.commands.errors import UsageError, guarded
 
 SWEEP_HELP = "a sweep folder (runs/NAME)"
@@ -65,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
 def _sweep_folder(args: argparse.Namespace) -> Path:
     if args.bootstrap < 0:
         raise UsageError("--bootstrap takes a count >= 0")
-    if not 0 < args.level < 1:
-        raise UsageError(f"--level {args.level} is not a confidence level; give a number between 0 and 1, e.g. 0.95")
+    check_level(args.level)
     folder = existing_path(args.source, SWEEP_HELP)
     if not folder.is_dir():
         raise UsageError(f"{folder} is a file; predictions are registered in a sweep folder: give {SWEEP_HELP}")
@@ -116,7 +115,7 @@ def _prediction(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     require_spread(split.fitted, args.law)
     try:
         with np.errstate(all="ignore"):  # overflow in far-off starts and resamples is expected, not news
-                result = fit(split.fitted, args.law, bootstrap=args.bootstrap, seed=args.seed, level=args.level,
+            result = fit(split.fitted, args.law, bootstrap=args.bootstrap, seed=args.seed, level=args.level,
                          frontier=args.frontier)
         predicted = predict_target(result, target, variables, split.fitted)
     except ValueError as error:
