@@ -234,18 +234,18 @@ def _model_sizes(sweep: Any) -> list[dict[str, Any]]:
     return sizes
 
 
-def _grid_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
+def _grid_points(sweep: Any, unit: str, planner: Any = None) -> list[dict[str, Any]]:
     return grid_points(dict(sweep.axes), [list(g) for g in sweep.zip], [dict(e) for e in sweep.exclude])
 
 
-def _data_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
+def _data_points(sweep: Any, unit: str, planner: Any = None) -> list[dict[str, Any]]:
     sizes = _model_sizes(sweep)
     if not sweep.data_sizes:
         raise ConfigError("sweep.data_sizes is empty; list data sizes (in the data's unit) for mode=data")
     return [{**m, f"budget.{unit}": int(d)} for m in sizes for d in sweep.data_sizes]
 
 
-def _isoflop_points(sweep: Any, unit: str) -> list[dict[str, Any]]:
+def _isoflop_points(sweep: Any, unit: str, planner: Any = None) -> list[dict[str, Any]]:
     sizes = _model_sizes(sweep)
     if not sweep.budgets:
         raise ConfigError("sweep.budgets is empty; list compute budgets in FLOPs for mode=isoflop")
@@ -261,16 +261,16 @@ def _ladder_points(sweep: Any, unit: str, planner: "_Planner | None" = None) -> 
     return ladder_points(sweep, planner.size, planner.info(base).units_per_sample, _EXPR_NAMES, base_seed=base.seed)
 
 
-# sweep.mode -> its points as {dotted key: value} dicts (unit: the data's, for budget keys)
-SWEEP_MODES: dict[str, Callable[[Any, str], list[dict[str, Any]]]] = {
-    "none": lambda sweep, unit: [{}],
+# sweep.mode -> its points as {dotted key: value} dicts (unit: the data's, for budget keys; the planner, for
+# modes whose points depend on measured model sizes)
+SWEEP_MODES: dict[str, Callable[[Any, str, Any], list[dict[str, Any]]]] = {
+    "none": lambda sweep, unit, planner=None: [{}],
     "grid": _grid_points,
     "data": _data_points,
     "isoflop": _isoflop_points,
     "branches": _data_points,  # each model's data sizes, as cooldown branches of one trunk (scaling.branches)
     "ladder": _ladder_points,
 }
-_MEASURING_MODES = {"ladder"}  # modes whose points depend on model sizes: they get the planner too
 
 
 def check_mode(sweep: Any) -> None:
@@ -282,10 +282,7 @@ def check_mode(sweep: Any) -> None:
 def sweep_points(sweep: Any, unit: str, planner: "_Planner | None" = None) -> list[dict[str, Any]]:
     """The sweep's points as {dotted key: value} dicts, in a deterministic order."""
     check_mode(sweep)
-    if sweep.mode in _MEASURING_MODES:
-        points = SWEEP_MODES[sweep.mode](sweep, unit, planner)  # type: ignore[call-arg]
-    else:
-        points = SWEEP_MODES[sweep.mode](sweep, unit)
+    points = SWEEP_MODES[sweep.mode](sweep, unit, planner)
     if sweep.mode in ("none", "grid") or not sweep.axes:
         return points
     extra = grid_points(dict(sweep.axes), [list(g) for g in sweep.zip], [dict(e) for e in sweep.exclude])
