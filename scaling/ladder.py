@@ -227,6 +227,11 @@ def ladder_points(sweep: Any, measure: Callable[[int], Size], units_per_sample: 
     return points + repeats
 
 
+def point_keys(sweep: Any) -> list[str]:
+    """The config keys a ladder sets per run (what ladder_points' points hold), without measuring any model."""
+    return ["model.width", "budget.flops", "optim.batch_size", *(["seed"] if sweep.seed_repeats > 1 else [])]
+
+
 def steps_reason(steps: int, sweep: Any) -> Optional[str]:
     """Why a ladder run is too short to keep (None when it takes at least min_steps)."""
     if steps >= sweep.min_steps:

@@ -36,8 +36,6 @@ STATE_TO_STATUS = {"finished": "completed", "failed": "failed", "crashed": "fail
 _SKIP_SUMMARY = {"epoch", "trainer/global_step"}
 _INT_COLUMNS = ("width", "depth", "seed", "N", "N_nonembed", "D", "D_unique", "steps", "step")
 SIZE_KEYS = ("N", "N_nonembed", "D", "C", "tokens_per_param", "unit")  # a training run's size, atop its W&B config
-# The keys scaling.ladder.ladder_points sets per run (the ladder's points need models to be measured).
-LADDER_KEYS = ("model.width", "budget.flops", "optim.batch_size")
 NO_KEY = " (no API key found; `wandb login` to log online)"
 
 
@@ -74,14 +72,15 @@ def sweep_axes(cfg: Config, unit: str) -> list[str]:
 
     [] for a single run (sweep.mode=none). `unit` is the data's unit (the budget key of mode=data).
     """
+    from scaling.ladder import point_keys
     from scaling.plan import sweep_points
 
     sweep = cfg.sweep
     if sweep.mode == "none":
         return []
     try:
-        keys = list(LADDER_KEYS) if sweep.mode == "ladder" else [key for point in sweep_points(sweep, unit)
-                                                                  for key in point]
+        keys = point_keys(sweep) if sweep.mode == "ladder" else [key for point in sweep_points(sweep, unit)
+                                                                 for key in point]
     except ConfigError:  # a run planned by an older version: its axes and rules still name what varies
         keys = []
     return list(dict.fromkeys([*keys, *sweep.axes, *sweep.rules]))

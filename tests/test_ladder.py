@@ -213,3 +213,19 @@ def test_a_prior_from_an_earlier_ladder_centres_the_next_one(tmp_path, capsys):
     assert main(["plan", *QUICK, f"sweep.prior={tmp_path / 'nothing'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert "does not exist" in err and len(err.splitlines()) == 1
+
+
+def test_point_keys_are_the_keys_of_the_ladders_points(tmp_path):
+    from scaling.ladder import point_keys
+
+    for repeats in (1, 2):
+        plan = plan_sweep([*QUICK, f"run.root={tmp_path}", f"sweep.seed_repeats={repeats}"])
+        varying = {key for key in ("model.width", "budget.flops", "optim.batch_size", "seed")
+                   if len({str(_value(spec.cfg, key)) for spec in plan.runs}) > 1}
+        assert varying == set(point_keys(plan.sweep))
+
+
+def _value(cfg, dotted: str):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
