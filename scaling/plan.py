@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from scaling.config import Config, ConfigError, check_machine, to_dict
+from scaling.train.schedule import unused_options
 
 # Fields that do not change a run's result: where it runs, how it is logged, where it is kept.
 _NOT_IDENTITY = {
@@ -103,6 +104,8 @@ def identity(cfg: Config, data_units: int) -> dict[str, Any]:
             for key in keys:
                 full.get(section, {}).pop(key, None)
     _drop_later_defaults(full, cfg)
+    for key in unused_options(cfg.optim):  # options of another schedule do not change this run
+        full.get("optim", {}).pop(key, None)
     full["D"] = int(data_units)
     return full
 

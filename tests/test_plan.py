@@ -108,3 +108,12 @@ def test_a_gpu_sweep_planned_without_a_gpu_is_estimated_on_one_gpu(capsys):
     assert run["est_seconds"] == pytest.approx(run["C"] / totals["flops_per_second"] + run["steps"] * 0.01)
     assert main(["plan", "experiment=gpt_isoflop"]) == 0
     assert " on one GPU at 3.96e+14 FLOP/s" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_options_of_another_schedule_do_not_change_a_run():
+    """A cosine run ignores wsd's cooldown options: setting them keeps its run_id; a wsd run's changes."""
+    cosine, wsd = ("model.width=32", "model.depth=1", "budget.tokens=12800"), ("optim.schedule=wsd",)
+    ids = {extra: plan_sweep([*cosine, *extra]).runs[0].run_id
+           for extra in [(), ("optim.decay_shape=sqrt", "optim.decay_fraction=0.3"), wsd, (*wsd, "optim.decay_shape=sqrt")]}
+    assert len(set(ids.values())) == 3
+    assert ids[()] == ids[("optim.decay_shape=sqrt", "optim.decay_fraction=0.3")]

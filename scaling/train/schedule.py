@@ -97,6 +97,12 @@ def schedule_options(optim: OptimConfig) -> dict[str, object]:
     return {name: getattr(optim, name) for name in params}
 
 
+def unused_options(optim: OptimConfig) -> set[str]:
+    """OptimConfig fields that only other schedules read (a cosine run ignores wsd's decay_shape)."""
+    every = {name for factor in SCHEDULES.values() for name in list(inspect.signature(factor).parameters)[4:]}
+    return every - set(schedule_options(optim))
+
+
 def check_schedule(optim: OptimConfig, total_steps: int, warmup: int) -> None:
     """Refuse a schedule that cannot fit in `total_steps` (wsd: the warmup must end before the decay)."""
     if optim.schedule != "wsd" or warmup <= decay_start(total_steps, optim.decay_fraction):
