@@ -13,24 +13,32 @@ planner refuses them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from scaling.errors import ConfigError
 
 
 def expand_branches(planner: Any, sweep: Any, unit: str, overrides: list[str]) -> tuple[list[Any], list[Any]]:
-    """Trunks first (a launcher starts them before their branches), then every branch."""
-    from scaling.plan import model_point
+    """Trunks first (a launcher starts them before their branches), then every branch.
 
-    if not sweep.models or not sweep.data_sizes:
+    mode=branches: each of `sweep.models` at each of `sweep.data_sizes`; mode=ladder with `sweep.branches`:
+    the ladder's points, each model (its width, batch and seed) one trunk for every budget it appears in."""
+    from scaling.plan import sweep_points
+
+    if sweep.mode == "branches" and (not sweep.models or not sweep.data_sizes):
         raise ConfigError("mode=branches needs sweep.models and sweep.data_sizes; list widths and data sizes")
     for key, rule in dict(sweep.rules).items():
-        if isinstance(rule, str) and any(name in rule for name in ("D", "C")):
-            raise ConfigError(f"sweep.rules.{key}={rule!r} depends on D or C; in mode=branches a trunk serves every "
-                              "D, so rules may use width, depth and N only")
+        if isinstance(rule, str) and re.search(r"\b(D|C)\b", rule):
+            raise ConfigError(f"sweep.rules.{key}={rule!r} depends on D or C; with cooldown branches a trunk serves "
+                              "every D, so rules may use width, depth and N only")
+    models: dict[tuple, list[dict[str, Any]]] = {}
+    for point in sweep_points(sweep, unit, planner):
+        model = tuple((k, v) for k, v in point.items() if not k.startswith("budget."))
+        models.setdefault(model, []).append(point)
     trunks, branches, skipped = [], [], []
-    for entry in sweep.models:
-        trunk, model_branches, model_skipped = _one_model(planner, sweep, unit, model_point(entry), overrides)
+    for model, points in models.items():
+        trunk, model_branches, model_skipped = _one_model(planner, sweep, unit, dict(model), points, overrides)
         if trunk is not None:
             trunks.append(trunk)
         branches += model_branches
@@ -38,13 +46,17 @@ def expand_branches(planner: Any, sweep: Any, unit: str, overrides: list[str]) -
     return [*trunks, *branches], skipped
 
 
-def _one_model(planner: Any, sweep: Any, unit: str, model: dict[str, Any], overrides: list[str]) -> tuple:
-    """(trunk, branches, skipped) of one model."""
+def _one_model(planner: Any, sweep: Any, unit: str, model: dict[str, Any], points: list[dict[str, Any]],
+               overrides: list[str]) -> tuple:
+    """(trunk, branches, skipped) of one model, from its points (one per data size or budget)."""
     from scaling.plan import Skipped
     from scaling.train.schedule import decay_start, warmup_steps
 
-    points = [{**model, f"budget.{unit}": int(d), "optim.schedule": "wsd"} for d in sorted(set(sweep.data_sizes))]
-    shortest = _spec(planner, sweep, points[0], overrides)
+    specs = sorted(((_spec(planner, sweep, p, overrides), p) for p in
+                    ({**point, "optim.schedule": "wsd"} for point in points)), key=lambda pair: pair[0].steps)
+    unique = {spec.steps: point for spec, point in specs}  # one branch per length
+    points = list(unique.values())
+    shortest = specs[0][0]
     warmup = warmup_steps(shortest.cfg, shortest.steps)
     points = [{**p, "optim.warmup_steps": max(1, warmup)} for p in points]
     keep, kept, skipped = [], [], []

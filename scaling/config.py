@@ -190,7 +190,9 @@ class SweepConfig:
       of C), in [batch_min, batch_max] samples, lowered so each run takes >= `min_steps` steps.
       `holdout_budgets` (K: the top K budgets, or a list of budgets) are targets the fit never sees;
       `holdout_sizes` (if set) keeps only that many central sizes at a target budget;
-      `seed_repeats` repeats the smallest budget over seeds (the noise floor).
+      `seed_repeats` repeats the smallest budget over seeds (the noise floor). With `branches` each width
+      trains one constant-rate trunk and its budgets are wsd cooldowns branched from it (as mode=branches;
+      a width's batch is then the rule at the budget where it is the expected optimum).
     `models` holds widths (with a model.depth rule) or [width, depth] pairs. `rules` set keys from
     expressions of width, depth, N, N_nonembed, D, C (e.g. optim.lr: 3e-3 * (N / 1e6) ** -0.25),
     applied in order after the axes. `rules_from` is a fit file of `scaling fit SWEEP --law lr --save FILE`:
@@ -202,7 +204,7 @@ class SweepConfig:
     LATER_FIELDS: ClassVar[tuple[str, ...]] = (
         "budget_range", "budget_count", "tokens_per_param_prior", "sizes_per_budget", "span", "batch_rule",
         "batch_min", "batch_max", "min_steps", "holdout_budgets", "holdout_sizes", "width_step", "max_width",
-        "seed_repeats", "rules_from", "prior")
+        "seed_repeats", "rules_from", "prior", "branches")
 
     name: str = "default"
     mode: str = "none"  # none | grid | data | isoflop | ladder
@@ -235,6 +237,7 @@ class SweepConfig:
     width_step: int = 8  # ladder: widths searched are multiples of this
     max_width: int = 8192  # ladder: the widest model searched
     seed_repeats: int = 1  # ladder: seeds of the smallest budget's runs (2 or more measure the noise floor)
+    branches: bool = False  # ladder: each width one constant-rate trunk, its budgets wsd cooldowns branched from it
 
 
 # --------------------------------------------------------------------------- root
@@ -617,12 +620,19 @@ def trainer_wants_gpu(trainer: TrainerConfig) -> bool:
 def _explain_hydra_error(exc: BaseException, overrides: list[str] | tuple[str, ...]) -> str:
     """Turn Hydra/OmegaConf's multi-line errors into one line with the key and a fix."""
     text = str(exc)
-    cause = exc.__cause__ or exc.__context__
-    full = text + "\n" + (str(cause) if cause else "")
+    causes, cause = [], exc.__cause__ or exc.__context__
+    while cause is not None and len(causes) < 5:
+        causes.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    full = "\n".join([text, *causes])
     key_match = re.search(r"full_key:\s*(\S+)", full)
     missing = re.search(r"Key '([^']+)' (?:is )?not in (?:struct|'?\w+'?)", full)
     if "Could not override" in full or missing:
         key = _override_key(full, key_match)
+        inner = key_match.group(1) if key_match else ""
+        if inner.startswith(key + "."):  # key={...} merges into a dict that lacks one of the keys given
+            return (f"{key}={{...}} adds '{inner[len(key) + 1:]}', which {key} does not have; write "
+                    f"++{key}={{...}} to add keys (list every entry you want)")
         return f"unknown config key '{key}'{_suggest(key)}; see `scaling train --cfg job` for the keys"
     if "could not be converted" in full or "Value '" in full and "is not a valid" in full:
         value = re.search(r"Value '([^']*)'", full)

@@ -93,6 +93,10 @@ class Prior:
     def optimum(self, C: float) -> float:
         return self.G * (C / 6.0) ** self.a
 
+    def compute_for(self, N: float) -> float:
+        """The budget at which N is the expected optimum (the inverse of `optimum`)."""
+        return 6.0 * (N / self.G) ** (1.0 / self.a)
+
 
 def ladder_prior(sweep: Any) -> Prior:
     """The prior of `sweep`: the IsoFLOP allocation fitted to the runs of `sweep.prior` (a ladder's held-out
@@ -193,15 +197,18 @@ def search_sizes(measure: Callable[[int], Size], largest: float, sweep: Any) -> 
     return found
 
 
-def batch_samples(C: float, sizes: list[Size], sweep: Any, units_per_sample: int, names: dict[str, Any]) -> int:
-    """The budget's batch in samples: the rule of C, clipped, lowered so its largest model takes min_steps."""
+def batch_samples(C: float, sizes: list[Size], sweep: Any, units_per_sample: int, names: dict[str, Any],
+                  fewest_units: Optional[float] = None) -> int:
+    """The budget's batch in samples: the rule of C, clipped, lowered so its largest model takes min_steps
+    (or so that a run of `fewest_units` does)."""
     try:
         units = float(eval(sweep.batch_rule, {"__builtins__": {}}, {**names, "C": C}))  # noqa: S307 (user's config)
     except Exception as exc:
         raise ConfigError(f"sweep.batch_rule={sweep.batch_rule!r} failed: {exc}; give an expression of C, "
                           "the batch in the data's unit (e.g. 0.292 * C ** 0.3271 tokens)") from exc
     samples = min(max(round(units / units_per_sample), sweep.batch_min), sweep.batch_max)
-    fewest_units = min(C / s.flops_per_unit for s in sizes)
+    if fewest_units is None:
+        fewest_units = min(C / s.flops_per_unit for s in sizes)
     most_for_steps = math.floor(fewest_units / (sweep.min_steps * units_per_sample))
     return max(sweep.batch_min, min(samples, most_for_steps))
 
@@ -217,14 +224,35 @@ def ladder_points(sweep: Any, measure: Callable[[int], Size], units_per_sample: 
     largest = max(max(wanted_sizes(C, sweep)) for C in budgets)
     sizes = search_sizes(measure, largest, sweep)
     targets = held_out_budgets(sweep)
-    points = []
-    for C in budgets:
-        chosen = assign_sizes(wanted_sizes(C, sweep, is_target(C, targets)), sizes)
-        batch = batch_samples(C, chosen, sweep, units_per_sample, names)
-        points += [{"model.width": s.width, "budget.flops": C, "optim.batch_size": batch} for s in chosen]
+    chosen = {C: assign_sizes(wanted_sizes(C, sweep, is_target(C, targets)), sizes) for C in budgets}
+    if getattr(sweep, "branches", False):
+        batches = width_batches(chosen, sweep, units_per_sample, names)
+    else:
+        batches = {C: batch_samples(C, chosen[C], sweep, units_per_sample, names) for C in budgets}
+    points = [{"model.width": s.width, "budget.flops": C,
+               "optim.batch_size": batches[s.width] if getattr(sweep, "branches", False) else batches[C]}
+              for C in budgets for s in chosen[C]]
     repeats = [{**point, "seed": base_seed + k} for k in range(1, sweep.seed_repeats)
                for point in points if point["budget.flops"] == budgets[0]]
     return points + repeats
+
+
+def width_batches(chosen: dict[float, list[Size]], sweep: Any, units_per_sample: int,
+                  names: dict[str, Any]) -> dict[int, int]:
+    """One batch per width for a ladder of cooldown branches (a trunk serves all of a width's budgets, so they
+    share its batches): the batch rule at the compute where that size is the expected optimum (clipped to the
+    budgets it appears in), lowered so that its smallest budget still takes min_steps."""
+    prior = ladder_prior(sweep)
+    used: dict[int, tuple[Size, list[float]]] = {}
+    for C, sizes in chosen.items():
+        for size in sizes:
+            used.setdefault(size.width, (size, []))[1].append(C)
+    batches = {}
+    for width, (size, budgets) in used.items():
+        at = min(max(prior.compute_for(size.N), min(budgets)), max(budgets))
+        batches[width] = batch_samples(at, [size], sweep, units_per_sample, names,
+                                       fewest_units=min(budgets) / size.flops_per_unit)
+    return batches
 
 
 def point_keys(sweep: Any) -> list[str]:

@@ -370,7 +370,7 @@ class _Planner:
 
     def expand(self, sweep: Any, unit: str, overrides: list[str]) -> tuple[list[RunSpec], list[Skipped]]:
         """The sweep's runs, and the points left out (with why), in a deterministic order."""
-        if sweep.mode == "branches":
+        if sweep.mode == "branches" or (sweep.mode == "ladder" and sweep.branches):
             from scaling.branches import expand_branches
 
             return expand_branches(self, sweep, unit, overrides)

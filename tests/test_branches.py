@@ -88,3 +88,28 @@ def test_the_bootstrap_draws_a_trunk_with_its_branches():
     result = fit(pd.DataFrame(rows), law="chinchilla", bootstrap=20)
     assert result.bootstrap["clusters"] == "run_cluster"  # 4 clusters of 4 branches, not 16 independent runs
     assert result.ci["alpha"][0] < 0.34 < result.ci["alpha"][1]
+
+
+def test_a_ladder_of_branches_trains_and_its_fit_scores_the_target(runs_root, capsys):
+    """sweep.branches in a ladder: trunks and cooldowns train; the fit sees the fitted budgets' branches only
+    (no trunk, no target) and scores the held-out budget's best branch."""
+    from scaling.cli import main
+
+    plan = plan_sweep(["experiment=quickstart", "sweep.name=lb", "sweep.branches=true", "sweep.budgets=[2e8,3e8,4.5e8,6.75e8,1.5e9]",
+                       "sweep.sizes_per_budget=2", "sweep.span=0.15", "sweep.min_steps=20",
+                       "sweep.tokens_per_param_prior=10", "sweep.batch_rule='256'", "data.seq_len=32",
+                       "data.val_tokens=4096", "trainer.val_every=10", "trainer.log_every=5",
+                       "trainer.checkpoint_every=10", "trainer.progress=false", f"run.root={runs_root}"])
+    assert launch(plan, out=io.StringIO()) == 0
+    table = load_runs(runs_root / "lb")
+    branches = table[table["parent"].notna()]
+    assert len(table) == len(plan.runs) and set(table["status"]) == {"completed"}
+    assert len(branches) == 10 and branches["budget_flops"].notna().all()
+    assert all(r["attempts"] == 1 for r in (RunFolder(s.path).read_record() for s in plan.runs))  # none twice
+    assert main(["fit", str(runs_root / "lb"), "--law", "compute", "--frontier", "--json"]) == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    assert result["n_points"] == 4  # the best branch of each fitted budget
+    scored = result["details"]["targets"]["runs"]
+    assert len(scored) == 1 and scored[0]["run"] in set(branches["run_id"])

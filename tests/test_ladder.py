@@ -229,3 +229,35 @@ def _value(cfg, dotted: str):
     for part in dotted.split("."):
         cfg = getattr(cfg, part)
     return cfg
+
+
+def test_a_ladder_of_branches_trains_each_width_once(tmp_path):
+    """sweep.branches: the same (width, budget) points as the ladder, each width one trunk they branch from."""
+    from scaling.branches import savings
+
+    plan = plan_sweep([*QUICK, "sweep.branches=true", f"run.root={tmp_path}"])
+    alone = plan_sweep([*QUICK, f"run.root={tmp_path}"])
+    trunks = {s.run_id: s for s in plan.runs if s.cfg.trainer.keep_steps}
+    branches = [s for s in plan.runs if s.cfg.trainer.branch_of]
+    assert len(trunks) + len(branches) == len(plan.runs)
+    assert {(b.cfg.model.width, b.cfg.budget.flops) for b in branches} == \
+        {(s.cfg.model.width, s.cfg.budget.flops) for s in alone.runs}
+    assert sorted(t.cfg.model.width for t in trunks.values()) == sorted({b.cfg.model.width for b in branches})
+    for branch in branches:
+        trunk = trunks[branch.cfg.trainer.branch_of]
+        assert branch.cfg.optim.schedule == "wsd" and trunk.cfg.optim.schedule == "constant"
+        assert branch.cfg.optim.batch_size == trunk.cfg.optim.batch_size  # a width's budgets share its batches
+        assert branch.cfg.trainer.branch_step in trunk.cfg.trainer.keep_steps
+        assert abs(branch.C / branch.cfg.budget.flops - 1) <= plan.sweep.budget_tolerance
+        assert branch.steps >= plan.sweep.min_steps
+    assert max(trunk.steps for trunk in trunks.values()) == max(max(t.cfg.trainer.keep_steps) for t in trunks.values())
+    assert savings(plan.runs)["ratio"] < 0.8
+
+
+def test_a_ladder_of_branches_refuses_rules_of_d_or_c(tmp_path, capsys):
+    rules = "sweep.rules={model.depth:2,optim.weight_decay:'0.1 * (D / 1e6)'}"
+    assert main(["plan", *QUICK, "sweep.branches=true", f"run.root={tmp_path}", rules]) == 2
+    assert "adds 'optim.weight_decay', which sweep.rules does not have; write ++sweep.rules={...}" in \
+        capsys.readouterr().err  # a new key in a dict needs Hydra's ++
+    assert main(["plan", *QUICK, "sweep.branches=true", f"run.root={tmp_path}", "++" + rules]) == 2
+    assert "depends on D or C" in capsys.readouterr().err

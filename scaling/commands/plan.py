@@ -173,7 +173,8 @@ def ladder_design(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     sweep, budgets = plan.sweep, {}
     for row in rows:
-        budgets.setdefault(row["budget"], []).append(row)
+        if row["budget"] is not None:  # a cooldown trunk (sweep.branches) belongs to no budget
+            budgets.setdefault(row["budget"], []).append(row)
     prior = ladder_prior(sweep)
     return {"prior_tokens_per_param": sweep.tokens_per_param_prior, "prior": prior.source, "span": sweep.span,
             "batch_rule": sweep.batch_rule, "min_steps": sweep.min_steps,
@@ -186,7 +187,7 @@ def _budget_design(C: float, group: list[dict[str, Any]], n_opt: float) -> dict[
             "inside": sizes[0] < n_opt < sizes[-1], "widths": sorted(r["width"] for r in group),
             "tokens_per_param": [min(r["tokens_per_param"] for r in group), max(r["tokens_per_param"] for r in group)],
             "steps": [min(r["steps"] for r in group), max(r["steps"] for r in group)],
-            "batch_size": group[0]["batch_size"], "target": any(r["target"] for r in group),
+            "batch_size": [min(r["batch_size"] for r in group), max(r["batch_size"] for r in group)], "target": any(r["target"] for r in group),
             "flops": sum(r["C"] for r in group), "est_seconds": sum(r["est_seconds"] for r in group)}
 
 
@@ -201,11 +202,13 @@ def format_design(design: dict[str, Any]) -> list[str]:
         sizes = " ".join(_short(n) for n in b["N"])
         ratio = f"{b['tokens_per_param'][1]:.3g}..{b['tokens_per_param'][0]:.3g}"
         steps = f"{b['steps'][0]}..{b['steps'][1]}"
+        low, high = b["batch_size"]
+        batch = f"{low}" if low == high else f"{low}..{high}"
         role = "target (held out)" if b["target"] else "fit"
         inside = ("" if b["inside"] else " (one size: at the expected optimum)" if len(b["N"]) == 1
                   else " (optimum outside the sizes!)")
         lines.append(f"{b['C']:>9.3g} {_short(b['N_opt']):>15} {sizes:<40} {ratio:>12} {steps:>11} "
-                     f"{b['batch_size']:>6} {format_seconds(b['est_seconds']):>8}  {role}{inside}")
+                     f"{batch:>6} {format_seconds(b['est_seconds']):>8}  {role}{inside}")
     return lines
 
 
