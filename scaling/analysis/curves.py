@@ -382,7 +382,9 @@ def _names_by_size(curves: Mapping[str, pd.DataFrame], sizes: Mapping[str, float
 
 
 def _size_label(N: float) -> str:
-    return f"{N:g}"
+    from scaling.analysis.formatting import fmt_count
+
+    return fmt_count(N)
 
 
 def size_theta(law: CurveLaw, coordinates: Sequence[int], phi: np.ndarray, x: float) -> tuple[np.ndarray, np.ndarray]:
