@@ -486,3 +486,38 @@ def _shared_and_scaling(sizes: Mapping[str, dict]) -> tuple[dict[str, float], di
         else:
             scaling[name] = {"a": float("nan"), "b": float("nan")}
     return shared, scaling
+
+
+# ---------------------------------------------------------------------- a sweep's curves (the report)
+
+
+def sweep_curve_fit(runs: pd.DataFrame, long: pd.DataFrame | None, law: str = "mpl") -> CurveFit | None:
+    """The curve law of a sweep (load_runs' run table and long curves) fitted as `--fit-on auto` fits it: per
+    size the trunk and its shortest cooldown, or all runs but the longest; across sizes when there are several.
+
+    None when the sweep has no schedule law to fit: no curves with a learning rate, or neither cooldown
+    branches nor two schedules (runs of one size whose final rate, relative to their peak, differs).
+    Raises AnalysisError when the fit cannot be made.
+    """
+    from scaling.analysis.curve_source import auto_fit_on, sweep_curves
+
+    if long is None or "lr" not in long.columns or not (pd.to_numeric(long["lr"], errors="coerce") > 0).any():
+        return None
+    source = sweep_curves(runs, long)
+    branches = "parent" in runs.columns and runs["parent"].notna().any()
+    if not branches and not _several_schedules(source.curves, source.sizes):
+        return None
+    fit_on = auto_fit_on(source)
+    if len(source.distinct_sizes()) > 1:
+        return fit_across_sizes(source.curves, source.sizes, law, fit_on)
+    return fit_curves(source.curves, law, fit_on)
+
+
+def _several_schedules(curves: Mapping[str, pd.DataFrame], sizes: Mapping[str, float]) -> bool:
+    """Whether two curves of one size end at different fractions of their peak learning rate."""
+    ends: dict[float | None, set[float]] = {}
+    for name, frame in curves.items():
+        lr = pd.to_numeric(frame.sort_values("step")["lr"], errors="coerce").dropna()
+        if len(lr) and lr.max() > 0:
+            ends.setdefault(sizes.get(name), set()).add(round(float(lr.iloc[-1] / lr.max()), 2))
+    return any(len(fractions) > 1 for fractions in ends.values())
