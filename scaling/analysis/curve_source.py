@@ -3,7 +3,7 @@
 
     read_curves("tests/data/loss_curves/25")   # {"cosine_24000": frame(step, lr, loss), ...}
     read_curve_source("tests/data/loss_curves")  # curves "25/cosine_24000", ..., sizes {"25/cosine_24000": 25, ...}
-    read_curve_source("runs/schedules")          # curves by run_id (training loss), sizes from the run table's N
+    read_curve_source("runs/schedules")          # curves by run_id, sizes from the run table's N
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def read_curve_source(source: Path | str) -> CurveSource:
     """The curves of SOURCE: a folder of CSV files (step, lr, loss; name = file stem), a folder of size folders
     (`25M/`, `100M/` or `25/`, `100/`, each a folder of CSV files; name = size/stem, N = the folder's name, a
     number with an optional k, M, B or T), or a sweep folder (each run's metrics.csv is a curve named by its
-    run_id, its loss the training loss, its N the run table's). Raises AnalysisError when there are no curves.
+    run_id, its loss as `_with_loss` chooses, its N the run table's). Raises AnalysisError when there are no curves.
     """
     path = Path(source)
     if not path.is_dir():
@@ -121,10 +121,17 @@ def sweep_curves(runs: pd.DataFrame, long: pd.DataFrame | None) -> CurveSource:
 
 
 def _with_loss(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with a `loss` column: its own, else the training loss, else the validation loss."""
-    for column in LOSS_COLUMNS:
-        if column in frame.columns and pd.to_numeric(frame[column], errors="coerce").notna().any():
-            return frame.assign(loss=frame[column]) if column != "loss" else frame
+    """The frame with a `loss` column: its own; else the validation loss where it was logged at least half as
+    often as the training loss (on a fixed set it is smooth, where one batch's training loss is not); else the
+    training loss, else the validation loss."""
+    counts = {c: int(pd.to_numeric(frame[c], errors="coerce").notna().sum()) if c in frame.columns else 0
+              for c in LOSS_COLUMNS}
+    if counts["loss"]:
+        return frame
+    dense_validation = counts["val_loss"] and 2 * counts["val_loss"] >= counts["train_loss"]
+    for column in ("val_loss", "train_loss") if dense_validation else ("train_loss", "val_loss"):
+        if counts[column]:
+            return frame.assign(loss=frame[column])
     return frame
 
 

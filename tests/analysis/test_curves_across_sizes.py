@@ -129,3 +129,27 @@ def test_a_folder_of_folders_that_are_not_sizes_says_so(tmp_path):
     pd.DataFrame({"step": [1, 2], "lr": [1.0, 1.0], "loss": [3.0, 2.9]}).to_csv(tmp_path / "runs_a" / "x.csv")
     with pytest.raises(AnalysisError, match="folders of CSV files named runs_a, not model sizes"):
         read_curve_source(tmp_path)
+
+
+def test_a_branches_sweep_across_sizes_from_the_command_line(tmp_path, capsys):
+    from tests.analysis.test_report_curve_law import branches_sweep
+
+    branches_sweep(tmp_path / "br")
+    assert scaling_fit([str(tmp_path / "br"), "--law", "curve", "--curve-law", "anneal", "--fit-on", "auto",
+                        "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["sizes"]) == {"20k", "60k"} and set(result["scaling"]) == {"L0", "A", "C"}
+    assert all(size["fitted"] == 2 and size["predicted"] == 2 for size in result["sizes"].values())
+    assert result["curves"]["b12"]["N"] == 6e4 and not result["curves"]["b12"]["fitted"]
+
+
+def test_a_sweep_curve_is_its_validation_loss_where_that_was_logged_as_often():
+    from scaling.analysis.curve_source import sweep_curves
+
+    runs = pd.DataFrame({"run_id": ["dense", "sparse"], "N": [1e4, 1e4]})
+    long = pd.DataFrame({"run_id": ["dense"] * 4 + ["sparse"] * 4, "step": [5, 10, 15, 20] * 2, "lr": 1.0,
+                         "train_loss": [3.0, 2.9, 2.8, 2.7] * 2,
+                         "val_loss": [np.nan, 3.1, np.nan, 3.0, np.nan, np.nan, np.nan, 3.0]})
+    curves = sweep_curves(runs, long).curves
+    assert curves["dense"]["loss"].tolist()[1::2] == [3.1, 3.0]  # validated every other logged step: its loss
+    assert curves["sparse"]["loss"].tolist() == [3.0, 2.9, 2.8, 2.7]  # validated once: the training loss
