@@ -75,3 +75,24 @@ def test_no_curve_law_without_branches_or_several_schedules(tmp_path):
     alone = runs[runs["parent"].isna()]
     assert sweep_curve_fit(alone, curves[curves["run_id"].isin(alone["run_id"])]) is None  # one constant run
     assert sweep_curve_fit(runs, curves.drop(columns="lr")) is None  # no learning rate logged
+
+
+def test_several_schedules_are_told_apart_by_their_rate_not_their_budget():
+    import pandas as pd
+
+    from scaling.analysis.curves import sweep_curve_fit
+
+    def cosine(total: int) -> np.ndarray:
+        lr = 3e-4 * (0.1 + 0.45 * (1 + np.cos(np.pi * np.arange(total) / total)))
+        lr[:100] = np.linspace(0, 3e-4, 100)
+        return lr
+
+    schedules = {"cos_short": cosine(1500), "cos_long": cosine(3000), "wsd": wsd_lr(3000, decay_from=2400)}
+    long = pd.concat([pd.DataFrame({"run_id": name, "step": np.arange(100, len(lr), 20), "lr": lr[100::20],
+                                    "train_loss": 5.0 - np.arange(100, len(lr), 20) / 3000.0})
+                      for name, lr in schedules.items()])
+    runs = pd.DataFrame({"run_id": list(schedules), "N": 1e4, "D": [1500.0, 3000.0, 3000.0]})
+    cosines = ["cos_short", "cos_long"]
+    assert sweep_curve_fit(runs[runs["run_id"].isin(cosines)], long[long["run_id"].isin(cosines)], "anneal") is None
+    fit = sweep_curve_fit(runs, long, "anneal")  # cosine and wsd end at the same rate, but differ
+    assert sorted(n for n, info in fit.curves.items() if not info["fitted"]) == ["cos_long"]  # the first longest
