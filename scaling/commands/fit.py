@@ -4,6 +4,7 @@
     scaling fit chinchilla.csv --columns 'N=Model Size,C=Training FLOP,loss=loss' --bootstrap 1000
     scaling fit runs/ladder --compare
     scaling fit data/loss_curves/25 --law curve --curve-law mpl --fit-on cosine_24000,constant_24000,wsdcon_9
+    scaling fit runs/branches --law curve --fit-on auto   # several sizes: L0, A, B power laws of N, the rest shared
     scaling fit runs/lr_transfer --law lr --save runs/lr_transfer/lr_fit.json
 """
 
