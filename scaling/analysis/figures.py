@@ -357,7 +357,7 @@ def fig_curve_law(an: Analysis) -> Optional[Figure]:
     fit, _ = curve_law_fit(an)
     if fit is None:
         return None
-    figure, ax = _axes(f"Loss curves and the {fit.law.upper()} law", "step", "training loss")
+    figure, ax = _axes(f"Loss curves and the {fit.law.upper()} law", "step", "loss (as fitted)")
     ax.set_xscale("linear")
     sizes = sorted({info.get("N") for info in fit.curves.values()} - {None})
     colours = dict(zip(sizes, palette(len(sizes), "viridis"))) if sizes else {}
