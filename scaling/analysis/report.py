@@ -249,12 +249,13 @@ def curve_law_html(an: Analysis) -> str:
                    for name, info in fit.curves.items())
     params = ", ".join(f"{k} = {_num(v)}" for k, v in fit.params.items())
     params += "".join(f"; {k} = {_num(law['a'])} N^{_num(law['b'])}" for k, law in fit.scaling.items())
+    across = f" with {', '.join(fit.scaling)} power laws of N" if fit.scaling else ""
     predicted = fit.predicted_errors()
     summary = (f"{predicted['curves']} predicted curves: mean relative error <b>{predicted['mean_rel_err']:.2%}</b> "
                f"(worst step {predicted['max_rel_err']:.2%})." if predicted else "Every curve was fitted.")
     return ('<section class="card" id="curve-law"><h2>Loss curves and their schedule law</h2>'
-            f"<p>The {html.escape(fit.law.upper())} law fitted per model size to the trunk and its shortest cooldown "
-            f"(or to all runs but the longest), predicting the others. {summary}</p>"
+            f"<p>The {html.escape(fit.law.upper())} law, fitted to each model size's trunk and shortest cooldown (or "
+            f"to all its runs but the longest){across}, predicts the other curves. {summary}</p>"
             f"<p class='formula'>{html.escape(fit.formula)}</p><p class='meta'>{params}</p>"
             f"<img alt='observed and predicted loss curves' src='data:image/png;base64,"
             f"{base64.b64encode(image.getvalue()).decode()}' style='max-width:100%'>"
