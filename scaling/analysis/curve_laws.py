@@ -147,6 +147,7 @@ class CurveLaw:
     to_params: Callable[[Array, float], dict[str, float]]
     from_params: Callable[[dict[str, float], float], Array]
     bounds: tuple[tuple[float | None, float | None], ...]
+    log_coordinates: frozenset[int] = frozenset()  # theta entries that are the log of a parameter (in peak-rate units)
 
 
 def _power_term(theta: Array, area: Array) -> tuple[Array, Array, Array]:
@@ -213,9 +214,9 @@ MPL = CurveLaw(name="mpl", param_names=("L0", "A", "alpha", "B", "C", "beta", "g
                formula="L0 + A*(S1+S_W)^-alpha - B*sum_k (eta_{k-1}-eta_k)*(1-(C*eta_k^-gamma*S_k+1)^-beta)",
                predict=mpl_predict, to_params=_mpl_params, from_params=_mpl_theta,
                bounds=((None, None), (None, None), (1e-3, 3.0), (None, None), (None, None),
-                       (np.log(1e-4), np.log(5.0)), (0.0, 3.0)))
+                       (np.log(1e-4), np.log(5.0)), (0.0, 3.0)), log_coordinates=frozenset({1, 3, 4, 5}))
 ANNEAL = CurveLaw(name="anneal", param_names=("L0", "A", "alpha", "C"),
                   formula=f"L0 + A*S1^-alpha - C*S2 (S2: annealing area, lambda={ANNEAL_DECAY})",
                   predict=anneal_predict, to_params=_anneal_params, from_params=_anneal_theta,
-                  bounds=((None, None), (None, None), (1e-3, 3.0), (0.0, None)))
+                  bounds=((None, None), (None, None), (1e-3, 3.0), (0.0, None)), log_coordinates=frozenset({1}))
 CURVE_LAWS = {law.name: law for law in (MPL, ANNEAL)}

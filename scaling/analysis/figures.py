@@ -36,7 +36,7 @@ def make_figures(an: Analysis) -> dict[str, Figure]:
               "loss_vs_data": lambda a: fig_loss_vs_size(a, "D"), "isoflop": fig_isoflop,
               "allocation": fig_allocation, "residuals": fig_residuals, "backtest": fig_backtest,
               "probes": fig_probes, "branches": fig_branches,
-              "lr_transfer": lambda a: lr_transfer.report_figure(a.runs)}
+              "lr_transfer": lambda a: lr_transfer.report_figure(a.runs), "curve_law": fig_curve_law}
     figures = {}
     for name, maker in makers.items():
         figure = maker(an)
@@ -335,4 +335,44 @@ def fig_branches(an: Analysis) -> Optional[Figure]:
                 ax.plot([branch["D"]], [branch["loss"]], "o", color=tree["colour"], mec="black", ms=6, zorder=3)
     ax.plot([], [], color="0.3", ls="--", label="cooldown branches (● final loss)")
     ax.legend(fontsize=8)
+    return figure
+
+
+def curve_law_fit(an: Analysis) -> tuple[Optional[Any], str]:
+    """(the sweep's curve law, `curves.sweep_curve_fit`, or None; why not, when it could not be fitted), fitted
+    once per analysis (the figure and the report's table share it)."""
+    from scaling.analysis.curves import sweep_curve_fit
+    from scaling.analysis.hygiene import AnalysisError
+
+    if "_curve_law_fit" not in an.__dict__:  # a cache on the analysis: a joint fit takes seconds
+        try:
+            an.__dict__["_curve_law_fit"] = (sweep_curve_fit(an.runs, an.curves), "")
+        except AnalysisError as error:
+            an.__dict__["_curve_law_fit"] = (None, str(error))
+    return an.__dict__["_curve_law_fit"]
+
+
+def fig_curve_law(an: Analysis) -> Optional[Figure]:
+    """Observed loss curves (thin) with the schedule law's (MPL) curves: solid where fitted, dashed where predicted."""
+    fit, _ = curve_law_fit(an)
+    if fit is None:
+        return None
+    figure, ax = _axes(f"Loss curves and the {fit.law.upper()} law", "step", "loss (as fitted)")
+    ax.set_xscale("linear")
+    sizes = sorted({info.get("N") for info in fit.curves.values()} - {None})
+    colours = dict(zip(sizes, palette(len(sizes), "viridis"))) if sizes else {}
+    for name, info in fit.curves.items():
+        curve, colour = fit.predict(name), colours.get(info.get("N"), "C0")
+        ax.plot(curve["step"], curve["loss"], color=colour, lw=0.8, alpha=0.35)
+        ax.plot(curve["step"], curve["predicted"], color=colour, lw=1.4, ls="-" if info["fitted"] else "--")
+    for N, colour in colours.items():
+        ax.plot([], [], color=colour, lw=1.4, label=f"N = {fmt_count(N)}")
+    ax.plot([], [], color="0.3", lw=0.8, alpha=0.5, label="observed")
+    ax.plot([], [], color="0.3", lw=1.4, label="law, fitted")
+    ax.plot([], [], color="0.3", lw=1.4, ls="--", label="law, predicted")
+    ax.legend(fontsize=8, loc="upper right")
+    predicted = fit.predicted_errors()
+    if predicted:
+        _note(ax, f"{predicted['curves']} predicted curves: mean rel. error {predicted['mean_rel_err']:.2%}, "
+                  f"worst step {predicted['max_rel_err']:.2%}")
     return figure

@@ -230,6 +230,39 @@ def _target_row(row: dict[str, Any]) -> str:
     return "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
 
 
+def curve_law_html(an: Analysis) -> str:
+    """The schedule law of the sweep's whole curves (when it has branches or several schedules): the figure of
+    observed against the law's curves (inline PNG) and each curve's mean and worst relative error; '' when none."""
+    import base64
+    import io
+
+    from scaling.analysis.figures import curve_law_fit, fig_curve_law
+
+    fit, why = curve_law_fit(an)
+    if fit is None:
+        return f"<p class='meta'>No loss-curve law: {html.escape(why)}</p>" if why else ""
+    image = io.BytesIO()
+    fig_curve_law(an).savefig(image, format="png", dpi=110, bbox_inches="tight")
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td class='num'>{fmt_count(info['N']) if 'N' in info else '–'}"
+                   f"</td><td>{'fitted' if info['fitted'] else 'predicted'}</td><td class='num'>{info['points']}</td>"
+                   f"<td class='num'>{info['mean_rel_err']:.3%}</td><td class='num'>{info['max_rel_err']:.3%}</td></tr>"
+                   for name, info in fit.curves.items())
+    params = ", ".join(f"{k} = {_num(v)}" for k, v in fit.params.items())
+    params += "".join(f"; {k} = {_num(law['a'])} N^{_num(law['b'])}" for k, law in fit.scaling.items())
+    across = f" with {', '.join(fit.scaling)} power laws of N" if fit.scaling else ""
+    predicted = fit.predicted_errors()
+    summary = (f"{predicted['curves']} predicted curves: mean relative error <b>{predicted['mean_rel_err']:.2%}</b> "
+               f"(worst step {predicted['max_rel_err']:.2%})." if predicted else "Every curve was fitted.")
+    return ('<section class="card" id="curve-law"><h2>Loss curves and their schedule law</h2>'
+            f"<p>The {html.escape(fit.law.upper())} law, fitted to each model size's trunk and shortest cooldown (or "
+            f"to all its runs but the longest){across}, predicts the other curves. {summary}</p>"
+            f"<p class='formula'>{html.escape(fit.formula)}</p><p class='meta'>{params}</p>"
+            f"<img alt='observed and predicted loss curves' src='data:image/png;base64,"
+            f"{base64.b64encode(image.getvalue()).decode()}' style='max-width:100%'>"
+            "<table class='params' id='curve-errors'><thead><tr><th>curve</th><th>N</th><th>role</th><th>points</th>"
+            f"<th>mean rel. error</th><th>max rel. error</th></tr></thead><tbody>{rows}</tbody></table></section>")
+
+
 def caption(an: Analysis, name: str) -> str:
     """A figure's caption, with what is particular to this sweep (the compute convention of the frontier)."""
     text = CAPTIONS[name]
@@ -293,7 +326,8 @@ def render_html(an: Analysis, figures: dict[str, go.Figure], source: str, title:
     return template("report.html").format(
         title=html.escape(title), source=html.escape(str(source)), generated=generated,
         status=html.escape(_status_line(an.runs)), headline=prediction_html(an), figures=figures_html(figures, an),
-        laws=laws_html(an), backtest=backtest_html(an), predictions=predictions_html(an), table=runs_table_html(an.runs),
+        laws=laws_html(an), backtest=backtest_html(an), predictions=predictions_html(an) + curve_law_html(an),
+        table=runs_table_html(an.runs),
         statuses=_options(an.runs, "status"), families=_options(an.runs, "family"),
         style=template("report.css"), script=template("report.js"))
 

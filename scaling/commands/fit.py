@@ -4,6 +4,7 @@
     scaling fit chinchilla.csv --columns 'N=Model Size,C=Training FLOP,loss=loss' --bootstrap 1000
     scaling fit runs/ladder --compare
     scaling fit data/loss_curves/25 --law curve --curve-law mpl --fit-on cosine_24000,constant_24000,wsdcon_9
+    scaling fit runs/branches --law curve --fit-on auto   # several sizes: L0, A, B power laws of N, the rest shared
     scaling fit runs/lr_transfer --law lr --save runs/lr_transfer/lr_fit.json
 """
 
@@ -53,8 +54,13 @@ def arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --law curve: mpl (Luo et al. 2025's multi-power law) or anneal (Tissue et al. "
                              "2024's annealing law) (default: mpl)")
     parser.add_argument("--fit-on", metavar="NAME[,NAME...]",
-                        help="with --law curve: the curves to fit (file stems or run_ids); the others are predicted "
-                             "(default: fit all)")
+                        help="with --law curve: the curves to fit (file stems or run_ids; a stem names it in every "
+                             "size folder); the others are predicted (default: fit all). auto: per model size the trunk "
+                             "and its shortest cooldown (a branches sweep), else all but the longest run")
+    parser.add_argument("--across-sizes", nargs="?", const="", metavar="PARAM[,PARAM...]",
+                        help="with --law curve: fit the curves of several model sizes jointly, these parameters "
+                             "power laws a*N^b and the others shared (default: L0,A,B for mpl, L0,A,C for anneal); "
+                             "automatic when SOURCE has curves of several N")
     parser.add_argument("--knob", choices=["lr", "batch_size"],
                         help="with --law lr: the setting whose best value is fitted (default: lr)")
     parser.add_argument("--against", choices=["width", "N", "N_nonembed", "C", "D"],
@@ -123,7 +129,7 @@ def _check_options(args: argparse.Namespace) -> None:
     check_level(args.level)
     if not args.delta > 0:
         raise UsageError(f"--delta {args.delta} must be positive (the Huber delta on log loss, e.g. 1e-3)")
-    for option, flag in (("curve_law", "--curve-law"), ("fit_on", "--fit-on")):
+    for option, flag in (("curve_law", "--curve-law"), ("fit_on", "--fit-on"), ("across_sizes", "--across-sizes")):
         if getattr(args, option) is not None:
             raise UsageError(f"{flag} goes with --law curve (a law of whole loss curves), not --law {args.law}")
     for option, flag in LR_OPTIONS.items():
@@ -133,16 +139,26 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def _run_curve(args: argparse.Namespace) -> int:
     """`--law curve`: fit a curve law to some curves of SOURCE, predict the others, print the errors."""
-    from scaling.analysis.curve_source import read_curves
-    from scaling.analysis.curves import fit_curves
+    from scaling.analysis.curve_source import fit_on_names, read_curve_source
+    from scaling.analysis.curves import fit_across_sizes, fit_curves
 
     given = [flag for option, flag in {**NOT_FOR_CURVES, **LR_OPTIONS}.items()
              if getattr(args, option) not in (None, False, 0)]
     if given:
         raise UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to --law curve; "
-                         f"its options are --curve-law, --fit-on and --json")
-    curves = read_curves(existing_path(args.source, CURVE_SOURCE_HELP))
-    result = fit_curves(curves, law=args.curve_law or "mpl", fit_on=_names(args.fit_on))
+                         f"its options are --curve-law, --fit-on, --across-sizes and --json")
+    source = read_curve_source(existing_path(args.source, CURVE_SOURCE_HELP))
+    law, fit_on = args.curve_law or "mpl", fit_on_names(_names(args.fit_on), source)
+    sizes = source.distinct_sizes()
+    if args.across_sizes is not None and len(sizes) < 2:
+        raise UsageError(f"--across-sizes needs curves of two or more model sizes; {args.source} has "
+                         f"{len(sizes) or 'no'} size{'s' * (len(sizes) != 1)}: give a sweep of several models or a "
+                         "folder of size folders (25M/, 100M/)")
+    if len(sizes) > 1:
+        scaled = _names(args.across_sizes) if args.across_sizes else None
+        result = fit_across_sizes(source.curves, source.sizes, law=law, fit_on=fit_on, scaled=scaled)
+    else:
+        result = fit_curves(source.curves, law=law, fit_on=fit_on)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
 
@@ -152,7 +168,8 @@ def _run_lr(args: argparse.Namespace) -> int:
     from scaling.analysis.lr_transfer import fit_lr, save_fit
     from scaling.analysis.source import read_source
 
-    given = [flag for option, flag in {**NOT_FOR_LR, "curve_law": "--curve-law", "fit_on": "--fit-on"}.items()
+    given = [flag for option, flag in {**NOT_FOR_LR, "curve_law": "--curve-law", "fit_on": "--fit-on",
+                                       "across_sizes": "--across-sizes"}.items()
              if getattr(args, option) not in (None, False)]
     if given:
         raise UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to --law lr; its options "

@@ -207,7 +207,7 @@ def bad_folders(tmp_path) -> Path:
     (["{data}/25", "--law", "curve", "--fit-on", ","], "nothing to fit"),
     (["{data}/25", "--curve-law", "anneal"], "--curve-law goes with --law curve"),
     (["{data}/25", "--law", "curve", "--holdout", "2"], "--holdout does not apply to --law curve"),
-    (["{data}", "--law", "curve"], "holds folders of CSV files: give one of them, 100, 25"),
+    (["{bad}", "--law", "curve"], "holds folders of CSV files named no_lr, not model sizes: give one of them"),
     (["{data}/25/wsdcon_9.csv", "--law", "curve"], "is a file"),
 ])
 def test_errors_are_one_line_and_exit_2(bad_folders, capsys, argv, message):
