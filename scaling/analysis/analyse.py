@@ -9,9 +9,10 @@ result, an `Analysis`, is what `scaling.analysis.series` turns into the data eac
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -47,6 +48,17 @@ class Analysis:
     def loss_law(self) -> bool:
         """Whether the main fit predicts the loss at the compute-optimal point (a law of N and D, or of C)."""
         return self.main is not None and (self.main.law in LOSS_LAWS or self.main.law == "compute")
+
+    @functools.cached_property
+    def curve_law(self) -> tuple[Optional[Any], str]:
+        """(the sweep's loss-curve law, `curves.sweep_curve_fit`, or None; why not, when none), fitted on first use:
+        the figure and the report's table share it (a joint fit takes seconds)."""
+        from scaling.analysis.curves import sweep_curve_fit
+
+        try:
+            return sweep_curve_fit(self.runs, self.curves), ""
+        except AnalysisError as error:
+            return None, str(error)
 
     def probe_columns(self) -> list[str]:
         """The run table's probe_* columns with at least one number."""

@@ -338,23 +338,9 @@ def fig_branches(an: Analysis) -> Optional[Figure]:
     return figure
 
 
-def curve_law_fit(an: Analysis) -> tuple[Optional[Any], str]:
-    """(the sweep's curve law, `curves.sweep_curve_fit`, or None; why not, when it could not be fitted), fitted
-    once per analysis (the figure and the report's table share it)."""
-    from scaling.analysis.curves import sweep_curve_fit
-    from scaling.analysis.hygiene import AnalysisError
-
-    if "_curve_law_fit" not in an.__dict__:  # a cache on the analysis: a joint fit takes seconds
-        try:
-            an.__dict__["_curve_law_fit"] = (sweep_curve_fit(an.runs, an.curves), "")
-        except AnalysisError as error:
-            an.__dict__["_curve_law_fit"] = (None, str(error))
-    return an.__dict__["_curve_law_fit"]
-
-
 def fig_curve_law(an: Analysis) -> Optional[Figure]:
     """Observed loss curves (thin) with the schedule law's (MPL) curves: solid where fitted, dashed where predicted."""
-    fit, _ = curve_law_fit(an)
+    fit, _ = an.curve_law
     if fit is None:
         return None
     figure, ax = _axes(f"Loss curves and the {fit.law.upper()} law", "step", "loss (as fitted)")

@@ -236,9 +236,9 @@ def curve_law_html(an: Analysis) -> str:
     import base64
     import io
 
-    from scaling.analysis.figures import curve_law_fit, fig_curve_law
+    from scaling.analysis.figures import fig_curve_law
 
-    fit, why = curve_law_fit(an)
+    fit, why = an.curve_law
     if fit is None:
         return f"<p class='meta'>No loss-curve law: {html.escape(why)}</p>" if why else ""
     image = io.BytesIO()

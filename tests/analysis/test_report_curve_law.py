@@ -45,18 +45,17 @@ def branches_sweep(root, sizes=(2e4, 6e4), ends=(400, 800, 1200), decay=0.2) -> 
 @pytest.mark.slow
 def test_report_draws_the_curve_law_and_tables_each_curves_errors(tmp_path):
     from scaling.analysis.analyse import analyse
-    from scaling.analysis.figures import curve_law_fit
     from scaling.analysis.report import write_report
 
     branches_sweep(tmp_path / "br")
     runs, curves = load_runs(tmp_path / "br", curves=True)
     an = analyse(runs, curves, law="chinchilla", bootstrap=0, holdout=0)
-    fit, why = curve_law_fit(an)
+    fit, why = an.curve_law
     assert why == "" and fit.law == "mpl" and set(fit.scaling) == {"L0", "A", "B"}
     fitted = sorted(name for name, info in fit.curves.items() if info["fitted"])
     assert fitted == ["b00", "b10", "trunk0", "trunk1"]  # per size the trunk and its shortest cooldown
     assert fit.predicted_errors()["mean_rel_err"] < 1e-3 and fit.predicted_errors()["curves"] == 4
-    assert curve_law_fit(an)[0] is fit  # fitted once for the figure and the table
+    assert an.curve_law[0] is fit  # fitted once for the figure and the table
     written = write_report(an, tmp_path / "report", "br")
     assert (tmp_path / "report" / "curve_law.png").exists() and (tmp_path / "report" / "branches.png").exists()
     page = written["html"].read_text()
