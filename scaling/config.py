@@ -545,6 +545,10 @@ def _validate_sweep(sweep: SweepConfig) -> None:
     """The ladder's knobs (checked in every mode: they are plain numbers with one meaning)."""
     require_positive(sweep, "sweep", ["tokens_per_param_prior", "span", "sizes_per_budget", "min_steps",
                                       "batch_min", "width_step", "max_width", "seed_repeats"])
+    for key, rule in sweep.rules.items():
+        if isinstance(rule, (dict, list)):  # +sweep.rules.model.depth=... nests instead of naming one dotted key
+            fail(f"sweep.rules.{key}", rule, "is not a rule (an expression or a number)",
+                 "name the key whole, e.g. ++sweep.rules={model.depth:'max(1, round(width / 32))'}")
     if sweep.holdout_sizes < 0:
         fail("sweep.holdout_sizes", sweep.holdout_sizes, "must be >= 0", "use 0 for all sizes, or e.g. 3")
     if sweep.batch_max < sweep.batch_min:

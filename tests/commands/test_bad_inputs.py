@@ -58,6 +58,8 @@ CASES = [
     case("plan", "sweep.axes=notadict", says="sweep.axes"),
     case("plan", "optim.lr=-1", says="optim.lr"),
     case("plan", "budget.flops=inf", says="budget.flops"),
+    case("plan", "experiment=quickstart", "+sweep.rules.model.depth='2'", says="name the key whole"),
+    case("plan", "experiment=quickstart", "sweep.rules={optim.eps:'1e-8'}", says="write ++sweep.rules={...}"),
     case("plan", "budget.flops=nan", says="budget.flops"),
     case("plan", "optim.lr=nan", says="optim.lr"),
     case("plan", "optim.beta1=1.5", says="optim.beta1"),
