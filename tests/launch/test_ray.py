@@ -187,6 +187,15 @@ def test_trainer_devices_belong_to_the_launcher(runs_root):
         check_trainer(spec, spec.cfg.launcher)
 
 
+def test_an_lr_search_over_branches_is_refused(runs_root):
+    plan = plan_sweep([*BRANCHES, "sweep.models=[16]", "launcher=ray", "launcher.tune_lr=[1e-3,1e-2]",
+                       f"run.root={runs_root}"])
+    for spec in plan.runs:  # the trunk and each branch
+        with pytest.raises(ConfigError, match="launcher.tune_lr=.* with sweep.mode=branches") as error:
+            check_trainer(spec, spec.cfg.launcher)
+        assert "\n" not in str(error.value)
+
+
 def test_a_trial_larger_than_the_cluster_is_refused_and_train_trials_are_counted():
     with pytest.raises(ConfigError, match="needs 4 CPUs but the Ray cluster has 2"):
         check_fits(RayLauncherConfig(cpus_per_trial=2, workers_per_trial=2), {"CPU": 2.0})
@@ -312,6 +321,23 @@ def test_a_diverged_trunk_fails_its_branches_with_the_reason(ray_cpus, tmp_path)
                                    "fix the trunk and run the sweep again")
         assert not (tmp_path / "br" / branch["run_id"] / "metrics.csv").exists()
     assert f"failed    {branches[0]['run_id']}" in output and "0/3 completed" in output
+
+
+def test_a_failed_trunk_resumes_in_the_next_sweep_and_its_branches_train_once(ray_cpus, tmp_path):
+    """Sweep 1: the trunk crashes at step 7 (no retry), its branches fail naming it. Sweep 2: the trunk, still
+    `failed` on disk from sweep 1, is this sweep's to train, so its branches wait for it and train once."""
+    once = [*BRANCHES, "sweep.models=[16]", "launcher.max_failures=0"]
+    code, output = ray_sweep(tmp_path, [*once, "trainer.fail_at_step=7"])
+    trunks, branches = by_role(tmp_path)
+    assert code == 1 and trunks[16]["status"] == "failed" and {b["status"] for b in branches} == {"failed"}
+    assert all(b["error"].startswith(f"trunk {trunks[16]['run_id']} is failed at step 7") for b in branches)
+    code, output = ray_sweep(tmp_path, once)
+    trunks, branches = by_role(tmp_path)
+    assert code == 0 and "3 runs, 0 already completed, 3 to run" in output, output
+    assert trunks[16]["attempts"] == 2 and trunks[16]["resumes"] == [5]
+    assert len(branches) == 2 and all(b["status"] == "completed" and b["attempts"] == 1 for b in branches)
+    code, output = ray_sweep(tmp_path, once)
+    assert code == 0 and "nothing to train, all 3 runs are already completed" in output
 
 
 def test_a_branch_becomes_a_trial_only_when_its_trunk_is_ready(runs_root):
