@@ -5,7 +5,8 @@ records and the run table do not depend on the launcher. Resources per trial com
 `launcher.cpus_per_trial` and `launcher.gpus_per_trial` (fractions share a GPU); with
 `launcher.workers_per_trial` > 1 a trial is a Ray Train TorchTrainer running Lightning under
 Ray's DDP strategy. A crashed trial is retried `launcher.max_failures` times and resumes from its
-run's checkpoint; running the same sweep again trains only what did not complete.
+run's checkpoint; running the same sweep again trains only what did not complete. A cooldown branch
+(sweep.mode=branches) becomes a trial once its trunk has kept the checkpoint it starts from (ray_order).
 Ray's own output goes to <run.root>/<sweep>/.ray/ray.log; the console shows the sweep's progress.
 """
 
@@ -99,8 +100,7 @@ def describe(launcher: RayLauncherConfig, resources: dict[str, float], parallel:
 def param_space(launcher: RayLauncherConfig, storage: Path) -> dict[str, Any]:
     """What every trial needs to know besides its run folder (which RunsInOrder gives): the sweep's
     directory, threads, workers and resources, where Ray Train keeps its state."""
-    return {"cwd": os.getcwd(),
-            "threads": max(1, int(launcher.cpus_per_trial)), "workers": launcher.workers_per_trial,
+    return {"cwd": os.getcwd(), "threads": max(1, int(launcher.cpus_per_trial)), "workers": launcher.workers_per_trial,
             "cpus_per_worker": launcher.cpus_per_trial, "gpus_per_worker": launcher.gpus_per_trial,
             "train_storage": str(storage / "train")}
 
@@ -140,8 +140,9 @@ def tuner(todo: list[RunSpec], folders: list[Path], launcher: RayLauncherConfig,
         trainable(launcher),
         param_space=space,
         tune_config=tune.TuneConfig(
-            # without a limit Tune keeps one pending trial of a custom searcher at a time (starting trials one by one)
-            num_samples=len(todo), max_concurrent_trials=parallel or len(todo), reuse_actors=launcher.workers_per_trial == 1 and scheduler is None,
+            # unlimited, Tune keeps one pending trial of a searcher at a time and so starts trials one by one
+            num_samples=len(todo), max_concurrent_trials=parallel or len(todo),
+            reuse_actors=launcher.workers_per_trial == 1 and scheduler is None,
             trial_name_creator=run_id_of, trial_dirname_creator=run_id_of, **search),
         run_config=tune.RunConfig(
             name=name or f"{todo[0].cfg.sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(storage),

@@ -146,13 +146,13 @@ def train_run_distributed(config: dict[str, Any]) -> None:
     """Tune function trainable for workers_per_trial > 1: drive a TorchTrainer for one run.
 
     Worker failures surface here as an exception, so Tune's FailureConfig retries the whole run
-    (which resumes from its checkpoint); Ray Train itself does not retry.
+    (which resumes from its checkpoint); Ray Train itself does not retry. A branch whose trunk ended
+    without its checkpoint is recorded failed without starting any worker.
     """
     import ray.train
+    from ray import tune
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
-
-    from ray import tune
 
     with in_run_folder(Path(config["folder"]), config["cwd"]):
         failed = without_trunk(Path(config["folder"]))
