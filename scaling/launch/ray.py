@@ -140,8 +140,7 @@ def tuner(todo: list[RunSpec], folders: list[Path], launcher: RayLauncherConfig,
         trainable(launcher),
         param_space=space,
         tune_config=tune.TuneConfig(
-            # unlimited, Tune keeps one pending trial of a searcher at a time and so starts trials one by one
-            num_samples=len(todo), max_concurrent_trials=parallel or len(todo),
+            num_samples=len(todo), max_concurrent_trials=trial_limit(todo, launcher, parallel),
             reuse_actors=launcher.workers_per_trial == 1 and scheduler is None,
             trial_name_creator=run_id_of, trial_dirname_creator=run_id_of, **search),
         run_config=tune.RunConfig(
@@ -149,6 +148,15 @@ def tuner(todo: list[RunSpec], folders: list[Path], launcher: RayLauncherConfig,
             failure_config=tune.FailureConfig(max_failures=launcher.max_failures), verbose=0,
             callbacks=[SweepProgress(todo, progress, launcher.max_failures, out)]),
     )
+
+
+def trial_limit(todo: list[RunSpec], launcher: RayLauncherConfig, parallel: Optional[int]) -> int:
+    """Tune's max_concurrent_trials: launcher.max_concurrent, else every run up to what the cluster holds or
+    200 (Tune's own minimum of pending trials). Without a limit Tune keeps one pending trial of a searcher
+    (RunsInOrder) at a time, so trials would start one by one."""
+    import ray
+
+    return parallel or min(len(todo), max(200, trials_that_fit(launcher, ray.cluster_resources())))
 
 
 def run_id_of(trial: Any) -> str:
