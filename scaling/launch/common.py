@@ -34,10 +34,28 @@ def startable(spec: RunSpec, pending: set[str]) -> bool:
     trainer = spec.cfg.trainer
     if not trainer.branch_of:
         return True
-    trunk = RunFolder(spec.path.parent / trainer.branch_of)
+    trunk = trunk_of(spec)
     if trunk.kept_checkpoint(trainer.branch_step).exists():
         return True
     return trainer.branch_of not in pending and _status(trunk) not in (Status.PLANNED, Status.RUNNING, None)
+
+
+def trunk_of(spec: RunSpec) -> RunFolder:
+    """The run folder of a cooldown branch's trunk (beside the branch's, in the same sweep)."""
+    return RunFolder(spec.path.parent / spec.cfg.trainer.branch_of)
+
+
+def trunk_missing(spec: RunSpec) -> str | None:
+    """Why a branch cannot train: its trunk ended without the checkpoint at the branch's step (the trunk's
+    run_id, where it stopped and its own error); None for a branch that can start and for any other run."""
+    trainer = spec.cfg.trainer
+    if not trainer.branch_of or trunk_of(spec).kept_checkpoint(trainer.branch_step).exists():
+        return None
+    record = _record(trunk_of(spec))
+    error = (record.get("error") or "").strip().splitlines()
+    return (f"trunk {trainer.branch_of} is {record.get('status') or 'missing'} at step {record.get('step') or 0} "
+            f"without its checkpoint at step {trainer.branch_step}, where this branch starts"
+            f"{': ' + error[0] if error else ''}; fix the trunk and run the sweep again")
 
 
 def die_with_parent() -> None:
@@ -142,8 +160,12 @@ def finished_line(spec: RunSpec, record: dict[str, Any]) -> str:
 
 def record_of(spec: RunSpec) -> dict[str, Any]:
     """The current record of a planned run ({} with the problem as error when it is damaged)."""
+    return _record(RunFolder(spec.path))
+
+
+def _record(folder: RunFolder) -> dict[str, Any]:
     try:
-        return RunFolder(spec.path).read_record()
+        return folder.read_record()
     except DamagedRecord as exc:
         return {"status": None, "error": str(exc)}
 

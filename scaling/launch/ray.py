@@ -5,7 +5,8 @@ records and the run table do not depend on the launcher. Resources per trial com
 `launcher.cpus_per_trial` and `launcher.gpus_per_trial` (fractions share a GPU); with
 `launcher.workers_per_trial` > 1 a trial is a Ray Train TorchTrainer running Lightning under
 Ray's DDP strategy. A crashed trial is retried `launcher.max_failures` times and resumes from its
-run's checkpoint; running the same sweep again trains only what did not complete.
+run's checkpoint; running the same sweep again trains only what did not complete. A cooldown branch
+(sweep.mode=branches) becomes a trial once its trunk has kept the checkpoint it starts from (ray_order).
 Ray's own output goes to <run.root>/<sweep>/.ray/ray.log; the console shows the sweep's progress.
 """
 
@@ -96,13 +97,10 @@ def describe(launcher: RayLauncherConfig, resources: dict[str, float], parallel:
     return f"{per} per trial, up to {slots(launcher, resources, parallel)} at once on {cluster}"
 
 
-def param_space(folders: list[Path], launcher: RayLauncherConfig, storage: Path) -> dict[str, Any]:
-    """Tune's search space: one trial per run folder (absolute), plus what every trial needs to know
-    (the sweep's directory, threads, workers and resources, where Ray Train keeps its state)."""
-    from ray import tune
-
-    return {"folder": tune.grid_search([str(folder.resolve()) for folder in folders]), "cwd": os.getcwd(),
-            "threads": max(1, int(launcher.cpus_per_trial)), "workers": launcher.workers_per_trial,
+def param_space(launcher: RayLauncherConfig, storage: Path) -> dict[str, Any]:
+    """What every trial needs to know besides its run folder (which RunsInOrder gives): the sweep's
+    directory, threads, workers and resources, where Ray Train keeps its state."""
+    return {"cwd": os.getcwd(), "threads": max(1, int(launcher.cpus_per_trial)), "workers": launcher.workers_per_trial,
             "cpus_per_worker": launcher.cpus_per_trial, "gpus_per_worker": launcher.gpus_per_trial,
             "train_storage": str(storage / "train")}
 
@@ -122,31 +120,43 @@ def trainable(launcher: RayLauncherConfig) -> Any:
 def tuner(todo: list[RunSpec], folders: list[Path], launcher: RayLauncherConfig, storage: Path,
           parallel: Optional[int], progress: Progress, out: IO, name: Optional[str] = None,
           scheduler: Any = None) -> Any:
-    """A Tuner with one trial per run folder, in plan order, named by run_id.
+    """A Tuner with one trial per run folder, in plan order (a branch once its trunk is ready for it:
+    RunsInOrder), named by run_id.
 
     With a `scheduler` (ASHA for the learning-rate search) trials report every validation's loss
     and the scheduler may stop them early.
     """
     from ray import tune
 
+    from scaling.launch.ray_order import RunsInOrder
     from scaling.launch.ray_progress import SweepProgress
 
-    space = param_space(folders, launcher, storage)
-    search = {}
+    space = param_space(launcher, storage)
+    search = {"search_alg": RunsInOrder(todo, folders)}
     if scheduler is not None:
         space["search"] = True
-        search = {"scheduler": scheduler, "metric": "loss", "mode": "min"}
+        search.update(scheduler=scheduler, metric="loss", mode="min")
     return tune.Tuner(
         trainable(launcher),
         param_space=space,
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=parallel, reuse_actors=launcher.workers_per_trial == 1 and scheduler is None,
+            num_samples=len(todo), max_concurrent_trials=trial_limit(todo, launcher, parallel),
+            reuse_actors=launcher.workers_per_trial == 1 and scheduler is None,
             trial_name_creator=run_id_of, trial_dirname_creator=run_id_of, **search),
         run_config=tune.RunConfig(
             name=name or f"{todo[0].cfg.sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(storage),
             failure_config=tune.FailureConfig(max_failures=launcher.max_failures), verbose=0,
             callbacks=[SweepProgress(todo, progress, launcher.max_failures, out)]),
     )
+
+
+def trial_limit(todo: list[RunSpec], launcher: RayLauncherConfig, parallel: Optional[int]) -> int:
+    """Tune's max_concurrent_trials: launcher.max_concurrent, else every run up to what the cluster holds or
+    200 (Tune's own minimum of pending trials). Without a limit Tune keeps one pending trial of a searcher
+    (RunsInOrder) at a time, so trials would start one by one."""
+    import ray
+
+    return parallel or min(len(todo), max(200, trials_that_fit(launcher, ray.cluster_resources())))
 
 
 def run_id_of(trial: Any) -> str:

@@ -65,6 +65,10 @@ def check_trainer(spec: RunSpec, launcher: RayLauncherConfig) -> None:
     if launcher.gpus_per_trial == 0 and trainer.accelerator == "gpu":
         raise ConfigError("trainer.accelerator=gpu but launcher.gpus_per_trial=0 gives trials no GPU; "
                           "set launcher.gpus_per_trial (a fraction shares a GPU between runs)")
+    if launcher.tune_lr and (trainer.branch_of or trainer.keep_steps):
+        raise ConfigError(f"launcher.tune_lr={list(launcher.tune_lr)} with sweep.mode=branches: each learning rate "
+                          "would need its own trunk; search the learning rate in a sweep without branches, "
+                          "then set optim.lr for the branches sweep")
 
 
 def trial_needs(launcher: RayLauncherConfig) -> dict[str, float]:

@@ -52,6 +52,19 @@ def in_run_folder(folder: Path, cwd: str) -> Iterator[None]:
         os.chdir(saved_cwd)
 
 
+def without_trunk(folder: Path) -> dict[str, Any] | None:
+    """A branch whose trunk ended without the checkpoint it starts from is recorded failed, naming the trunk
+    and its failure (its record returned; it never trains); None for every run that may train."""
+    from scaling.launch.common import trunk_missing
+    from scaling.launch.worker import planned_spec
+
+    reason = trunk_missing(planned_spec(folder))
+    if reason is None:
+        return None
+    print(reason, flush=True)
+    return RunFolder(folder).finish(Status.FAILED, error=reason)
+
+
 def final_metrics(record: dict[str, Any]) -> dict[str, Any]:
     """What a trial reports to Tune at the end: the run's final loss and where it stopped."""
     loss = record.get("loss")
@@ -87,8 +100,8 @@ def train_run(config: dict[str, Any]) -> None:
     searching = bool(config.get("search"))
     try:
         with in_run_folder(folder, config["cwd"]):
-            record = train_folder(folder, config["threads"],
-                                  callbacks=(lambda checkpoint: [ReportToTune()]) if searching else None)
+            record = without_trunk(folder) or train_folder(
+                folder, config["threads"], callbacks=(lambda checkpoint: [ReportToTune()]) if searching else None)
     except SystemExit:  # Tune ends a trial that its scheduler stopped with SystemExit at a report
         if searching:
             RunFolder(folder).end_unfinished(Status.STOPPED, stopped_error)
@@ -133,12 +146,19 @@ def train_run_distributed(config: dict[str, Any]) -> None:
     """Tune function trainable for workers_per_trial > 1: drive a TorchTrainer for one run.
 
     Worker failures surface here as an exception, so Tune's FailureConfig retries the whole run
-    (which resumes from its checkpoint); Ray Train itself does not retry.
+    (which resumes from its checkpoint); Ray Train itself does not retry. A branch whose trunk ended
+    without its checkpoint is recorded failed without starting any worker.
     """
     import ray.train
+    from ray import tune
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    with in_run_folder(Path(config["folder"]), config["cwd"]):
+        failed = without_trunk(Path(config["folder"]))
+    if failed:
+        tune.report(final_metrics(failed))
+        return
     gpus = float(config["gpus_per_worker"])
     trainer = TorchTrainer(
         train_worker,

@@ -187,6 +187,15 @@ def test_trainer_devices_belong_to_the_launcher(runs_root):
         check_trainer(spec, spec.cfg.launcher)
 
 
+def test_an_lr_search_over_branches_is_refused(runs_root):
+    plan = plan_sweep([*BRANCHES, "sweep.models=[16]", "launcher=ray", "launcher.tune_lr=[1e-3,1e-2]",
+                       f"run.root={runs_root}"])
+    for spec in plan.runs:  # the trunk and each branch
+        with pytest.raises(ConfigError, match="launcher.tune_lr=.* with sweep.mode=branches") as error:
+            check_trainer(spec, spec.cfg.launcher)
+        assert "\n" not in str(error.value)
+
+
 def test_a_trial_larger_than_the_cluster_is_refused_and_train_trials_are_counted():
     with pytest.raises(ConfigError, match="needs 4 CPUs but the Ray cluster has 2"):
         check_fits(RayLauncherConfig(cpus_per_trial=2, workers_per_trial=2), {"CPU": 2.0})
@@ -238,3 +247,115 @@ def test_lr_search_stops_a_poor_learning_rate_and_marks_the_best(ray_cpus, tmp_p
     assert "best lr 0.003" in output
     code, output = ray_sweep(tmp_path, overrides)  # the search is final: nothing runs again
     assert code == 0 and "0 to run" in output
+
+
+# ------------------------------------------------------------ cooldown branches (sweep.mode=branches)
+
+# Two trunks of 32 steps (checkpoints every 5, kept at the branch points 16 and 32) and four branches.
+BRANCHES = [*TINY_GPT, "sweep=data", "sweep.mode=branches", "sweep.name=br", "sweep.models=[16,32]",
+            "sweep.data_sizes=[5120,10240]", "trainer.checkpoint_every=5", "trainer.threads=1"]
+# Width 32 crashes once at step 7 (the trunk, before its branch points) or at its first step (its branches):
+# Tune retries each, the trunk from its checkpoint at step 5, the branches from the trunk's again.
+CRASH_32 = ['++sweep.rules={trainer.fail_at_step: "7 if width == 32 else None"}']
+
+
+def by_role(root: Path) -> tuple[dict[int, dict], list[dict]]:
+    """({width: trunk record}, [branch records]) of the branches sweep in root."""
+    found = [json.loads(path.read_text()) for path in (root / "br").glob("*/record.json")]
+    return {r["width"]: r for r in found if r.get("trunk")}, [r for r in found if r.get("parent")]
+
+
+@pytest.fixture(scope="module")
+def branches_sweep(ray_cpus, tmp_path_factory: pytest.TempPathFactory):
+    """The branches sweep on Ray, width 32 crashing once per run (CRASH_32)."""
+    root = tmp_path_factory.mktemp("ray-branches")
+    code, output = ray_sweep(root, [*BRANCHES, *CRASH_32])
+    return root, code, output
+
+
+def test_a_branches_sweep_completes_with_branches_started_from_their_trunks(branches_sweep):
+    root, code, output = branches_sweep
+    trunks, branches = by_role(root)
+    assert code == 0, output
+    assert set(trunks) == {16, 32} and len(branches) == 4
+    assert all(t["status"] == "completed" for t in trunks.values())
+    assert trunks[32]["attempts"] == 2 and trunks[32]["resumes"] == [5]  # Tune queues the retry behind the rest
+    assert sorted((b["width"], b["branch_step"], b["D"]) for b in branches) == \
+        [(16, 16, 5120), (16, 32, 10240), (32, 16, 5120), (32, 32, 10240)]
+    for branch in branches:
+        trunk = RunFolder(root / "br" / trunks[branch["width"]]["run_id"])
+        assert branch["parent"] == trunk.path.name and branch["status"] == "completed"
+        assert branch["attempts"] == (2 if branch["width"] == 32 else 1) and "resumes" not in branch
+        # a branch became a trial only once its trunk had kept the checkpoint: no trial ever waited for another
+        assert branch["started"] >= trunk.kept_checkpoint(branch["branch_step"]).stat().st_mtime
+        log = (root / "br" / branch["run_id"] / "train.log").read_text()
+        assert log.startswith(f"waiting for trunk {trunk.path.name} to keep its checkpoint at step "
+                              f"{branch['branch_step']}; launcher=ray starts this branch then")
+    assert "[br] 6/6 completed · 0 failed · 0 running · 0 remaining" in output
+
+
+def test_a_branches_run_table_is_the_local_launchers(branches_sweep, tmp_path):
+    from scaling.launch.local import launch as run_local
+
+    root, _, _ = branches_sweep
+    local_root = tmp_path / "local"
+    assert run_local(plan_sweep([*BRANCHES, f"run.root={local_root}", "launcher.parallel=2"]), out=io.StringIO()) == 0
+    columns = ["run_id", "N", "D", "C", "status", "parent", "branch_step", "cost", "trunk"]
+    from_ray = load_runs(root / "br").sort_values("run_id").reset_index(drop=True)
+    from_local = load_runs(local_root / "br").sort_values("run_id").reset_index(drop=True)
+    assert len(from_ray) == 6 and from_ray[columns].equals(from_local[columns])
+    assert all(math.isclose(a, b, rel_tol=1e-3) for a, b in zip(from_ray["loss"], from_local["loss"]))
+
+
+def test_a_diverged_trunk_fails_its_branches_with_the_reason(ray_cpus, tmp_path):
+    """lr 1e3 makes the trunk's loss NaN at step 4, long before its branch points 16 and 32."""
+    code, output = ray_sweep(tmp_path, [*BRANCHES, "sweep.models=[16]", "optim.lr=1e3"])
+    trunks, branches = by_role(tmp_path)
+    trunk = trunks[16]
+    assert code == 1 and trunk["status"] == "diverged" and trunk["step"] == 4
+    assert len(branches) == 2
+    for branch in branches:
+        assert branch["status"] == "failed" and not branch.get("attempts")  # never trained
+        assert branch["error"] == (f"trunk {trunk['run_id']} is diverged at step 4 without its checkpoint at step "
+                                   f"{branch['branch_step']}, where this branch starts: {trunk['error']}; "
+                                   "fix the trunk and run the sweep again")
+        assert not (tmp_path / "br" / branch["run_id"] / "metrics.csv").exists()
+    assert f"failed    {branches[0]['run_id']}" in output and "0/3 completed" in output
+
+
+def test_a_failed_trunk_resumes_in_the_next_sweep_and_its_branches_train_once(ray_cpus, tmp_path):
+    """Sweep 1: the trunk crashes at step 7 (no retry), its branches fail naming it. Sweep 2: the trunk, still
+    `failed` on disk from sweep 1, is this sweep's to train, so its branches wait for it and train once."""
+    once = [*BRANCHES, "sweep.models=[16]", "launcher.max_failures=0"]
+    code, output = ray_sweep(tmp_path, [*once, "trainer.fail_at_step=7"])
+    trunks, branches = by_role(tmp_path)
+    assert code == 1 and trunks[16]["status"] == "failed" and {b["status"] for b in branches} == {"failed"}
+    assert all(b["error"].startswith(f"trunk {trunks[16]['run_id']} is failed at step 7") for b in branches)
+    code, output = ray_sweep(tmp_path, once)
+    trunks, branches = by_role(tmp_path)
+    assert code == 0 and "3 runs, 0 already completed, 3 to run" in output, output
+    assert trunks[16]["attempts"] == 2 and trunks[16]["resumes"] == [5]
+    assert len(branches) == 2 and all(b["status"] == "completed" and b["attempts"] == 1 for b in branches)
+    code, output = ray_sweep(tmp_path, once)
+    assert code == 0 and "nothing to train, all 3 runs are already completed" in output
+
+
+def test_a_branch_becomes_a_trial_only_when_its_trunk_is_ready(runs_root):
+    """RunsInOrder (the driver's searcher): trunk first; a branch at its trunk's checkpoint; the rest once the
+    trunk's trial has ended for good (they then record why they cannot train)."""
+    from scaling.launch.common import prepare
+    from scaling.launch.ray_order import RunsInOrder
+    from scaling.store import Status
+
+    plan = plan_sweep([*BRANCHES, "sweep.models=[16]", f"run.root={runs_root}"])
+    trunk, short, long = plan.runs
+    order = RunsInOrder(plan.runs, [prepare(spec).path for spec in plan.runs], poll_s=0)
+    folder = lambda spec: {"folder": str(spec.path.resolve())}  # noqa: E731
+    assert order.suggest("t1") == folder(trunk) and order.suggest("t2") is None
+    RunFolder(trunk.path).kept_checkpoint(16).parent.mkdir(parents=True)
+    RunFolder(trunk.path).kept_checkpoint(16).write_bytes(b"")  # the trunk passed step 16
+    assert order.suggest("t2") == folder(short) and order.suggest("t3") is None
+    RunFolder(trunk.path).finish(Status.FAILED, error="boom")  # a failed attempt that Tune may still retry
+    assert order.suggest("t3") is None
+    order.on_trial_complete("t1", error=True)  # Tune's retries are over
+    assert order.suggest("t3") == folder(long) and order.suggest("t4") == RunsInOrder.FINISHED
