@@ -34,8 +34,10 @@ def test_a_branches_plan_costs_at_most_0_6_of_independent_runs():
 
 
 def test_a_branch_is_the_independent_wsd_run(runs_root, tmp_path):
+    # the trunk validates at its last step (32), where the long branch starts: that checkpoint says the trunk's
+    # stream ended, and the branch must go on with its own (not start a second pass)
     plan = plan_sweep([*BRANCHES, *TRACE, "sweep.models=[32]", "sweep.data_sizes=[5120,10240]",
-                       f"run.root={runs_root}"])
+                       "trainer.val_every=16", f"run.root={runs_root}"])
     assert launch(plan, out=io.StringIO()) == 0
     trunk, short, long = (RunFolder(r.path) for r in plan.runs)
     record = long.read_record()

@@ -91,6 +91,11 @@ class ScalingModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "rng_states" in checkpoint:  # dropout and augmentation go on as if never stopped
             set_rng_states(checkpoint["rng_states"])
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress")
+        if progress and checkpoint.get("global_step", 0) < self.spec.steps:
+            # A trunk's checkpoint at its own last step (a branch starts there) says its stream ended; this run's
+            # goes on, and Lightning would otherwise start a second pass over the planned batches.
+            progress["is_last_batch"] = False
 
     def configure_optimizers(self) -> Any:
         from scaling.models import param_groups
