@@ -11,6 +11,7 @@ first n of that order (nested budgets), wrapping around the pool for repeated ep
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import math
 import os
@@ -63,8 +64,14 @@ def walk_files(root: Path, pattern: str, skip_dirs: tuple[str, ...] = ()) -> lis
 
 def stdlib_files(pattern: str = "*.py") -> list[Path]:
     """The running Python's standard-library files matching `pattern`, sorted, no site-packages."""
+    return list(_stdlib_files(pattern))
+
+
+@functools.lru_cache(maxsize=8)
+def _stdlib_files(pattern: str) -> tuple[Path, ...]:
+    # walked once per process (planning and building a run both ask): the library does not change
     root = Path(sysconfig.get_paths()["stdlib"])
-    return walk_files(root, pattern, skip_dirs=("site-packages", "dist-packages", "__pycache__"))
+    return tuple(walk_files(root, pattern, skip_dirs=("site-packages", "dist-packages", "__pycache__")))
 
 
 def find_files(paths: list[str], pattern: str = "*") -> list[Path]:

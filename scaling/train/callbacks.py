@@ -133,15 +133,15 @@ class RecordMetrics(pl.Callback):
     loss so far was NaN or infinite); `shown` holds what the progress bar displays. Rows are
     written at once at the first logging step, on validations, before every checkpoint
     (`flush_pending`: a resume keeps the rows up to its checkpoint from metrics.csv) and at the
-    end; other logging steps write at most every FLUSH_EVERY_S seconds (each write rewrites
-    metrics.csv and record.json and syncs them to disk).
+    end; other logging steps write at most every FLUSH_EVERY_S seconds. These writes are atomic
+    but not synced to disk (an fsync costs 10 ms or more); `write_rows` at the end is.
     """
 
     FLUSH_EVERY_S = 5.0
 
     def __init__(self, folder: RunFolder, spec: RunSpec):
         self.folder, self.spec = folder, spec
-        self._flushed_at, self._pending = -math.inf, None
+        self._flushed_at, self._pending, self._dirty = -math.inf, None, True
         self.shown: dict[str, float] = {}
         self.rows: list[dict[str, Any]] = []
         self.wall_before, self.t0 = 0.0, time.monotonic()
@@ -152,6 +152,7 @@ class RecordMetrics(pl.Callback):
         """Start an attempt at `start_step`: keep the rows up to it (from `earlier`, a branch's trunk,
         when given), count time on from `wall_before`."""
         self.rows = [r for r in (earlier or self.folder).read_metrics() if r.get("step", 0) <= start_step]
+        self._dirty = True
         self.wall_before, self.t0 = wall_before, time.monotonic()
         self._last_time, self._last_step = self.t0, start_step
 
@@ -160,6 +161,7 @@ class RecordMetrics(pl.Callback):
         return self.wall_before + time.monotonic() - self.t0
 
     def _row(self, step: int) -> dict[str, Any]:
+        self._dirty = True  # the caller fills it in
         if self.rows and self.rows[-1]["step"] == step:
             return self.rows[-1]
         seen = step * self.spec.units_per_step
@@ -181,9 +183,9 @@ class RecordMetrics(pl.Callback):
                    throughput=self.throughput, wall_time=self.wall_time())
         rate = f"{self.spec.unit[:3]}/s"
         self.shown.update({"train_loss": row["train_loss"], rate: self.throughput})
-        # to the loggers (W&B), which Lightning calls on these same steps; not progress-bar metrics
-        pl_module.log("train_loss", row["train_loss"], on_step=True, on_epoch=False)
-        pl_module.log(rate, self.throughput, rank_zero_only=True)
+        if trainer.loggers:  # to the loggers (W&B), which Lightning calls on these same steps (self.log costs ms)
+            pl_module.log("train_loss", row["train_loss"], on_step=True, on_epoch=False)
+            pl_module.log(rate, self.throughput, rank_zero_only=True)
         if trainer.is_global_zero:
             self.flush(step, soon=True)
 
@@ -205,9 +207,15 @@ class RecordMetrics(pl.Callback):
         if soon and now - self._flushed_at < self.FLUSH_EVERY_S:
             self._pending = step
             return
-        self.folder.write_metrics(self.rows)
+        self.folder.write_metrics(self.rows, durable=False)  # the final record is synced to disk (write_rows)
         self.folder.progress(step=step, wall_time=self.wall_time(), throughput=self.throughput)
-        self._flushed_at, self._pending = now, None
+        self._flushed_at, self._pending, self._dirty = now, None, False
+
+    def write_rows(self) -> None:
+        """Write metrics.csv (synced to disk) unless it already holds every row."""
+        if self._dirty:
+            self.folder.write_metrics(self.rows)
+            self._dirty = False
 
     def flush_pending(self) -> None:
         """Write the rows that a throttled flush left pending."""

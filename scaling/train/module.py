@@ -57,6 +57,12 @@ class ScalingModule(pl.LightningModule):
         self._unchecked.append((self.global_step, self.last_loss))
         return loss
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.trainer.global_step >= self.trainer.max_steps:
+            # Lightning validates within fit when asked to stop: the final validation then costs
+            # no second trainer set-up (trainer.validate), and the last checkpoint comes after it
+            self.trainer.should_stop = True
+
     def diverged_step(self) -> Optional[int]:
         """The optimizer step whose loss first became non-finite, or None (one device-to-host
         transfer when steps ran since the last call, none otherwise)."""

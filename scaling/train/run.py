@@ -202,7 +202,7 @@ def finish(folder: RunFolder, recorder: RecordMetrics, trainer: pl.Trainer, stat
     step) replaces the trainer's."""
     if not trainer.is_global_zero:
         return {}
-    folder.write_metrics(recorder.rows)
+    recorder.write_rows()
     last = recorder.last_val()
     record = folder.finish(status, error=error, step=trainer.global_step if step is None else step, wall_time=recorder.wall_time(),
                            throughput=recorder.throughput, loss=last.get("val_loss"),

@@ -25,8 +25,8 @@ class RunLogger(WandbLogger):
 
     Lightning calls `finalize("success")` after fit and again after a later validate, and
     `finalize("failed")` on any exception. The run is finished on failure at once, and on success
-    once the validation at the final step is logged (train() validates after fit when fit's last
-    validation came earlier, or never came). `make_loggers` finishes any W&B run still open before
+    once the validation at the final step is logged (fit validates at its last step; train()
+    validates after fit only when that did not happen, as when resuming a run that reached it). `make_loggers` finishes any W&B run still open before
     starting a new one, and wandb's exit hook finishes one left at process exit.
     """
 
@@ -81,7 +81,9 @@ class RunLogger(WandbLogger):
         super().finalize(status)
         if self._experiment is None or self._closed:
             return
-        if status == "success" and self._last_val_step != self._final_step:
+        # Lightning logs a validation inside fit at the optimizer steps made before the last one
+        # (final_step - 1 at the end of fit), and one after fit (trainer.validate) at final_step
+        if status == "success" and (self._last_val_step or 0) < self._final_step - 1:
             return  # train() validates at the final step next; finalize("success") comes again after it
         self.close("completed" if status == "success" else "failed")
 

@@ -4,8 +4,10 @@ is recorded (logging steps); divergence is still caught at the step where it hap
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -109,3 +111,26 @@ def test_divergence_is_recorded_at_the_step_it_happened(runs_root):
     saved = torch.load(folder.last_checkpoint, map_location="cpu", weights_only=False)
     assert saved["global_step"] <= first_bad
     assert all(torch.isfinite(t).all() for t in saved["state_dict"].values())
+
+
+def test_a_run_validates_its_last_step_inside_fit_and_syncs_only_its_plan_and_outcome(runs_root, monkeypatch):
+    spec = plan_run(tiny(TINY_GPT, runs_root, "data.name=pystdlib", "budget.tokens=1536", "trainer.log_every=2",
+                         "trainer.val_every=4", "trainer.checkpoint_every=4"))
+    synced, validates, real_fsync = [], [], os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(pl.Trainer, "validate", lambda *args, **kwargs: validates.append(1))
+    record = train(spec)
+    monkeypatch.undo()
+    assert record["status"] == "completed" and spec.steps == 6 and not validates  # no second trainer set-up
+    metrics = pd.read_csv(RunFolder(spec.path).metrics_path)
+    assert list(metrics.dropna(subset=["val_loss"])["step"]) == [4, 6]  # the last step validated in fit
+    assert record["loss"] == metrics["val_loss"].iloc[-1]
+    in_run = [Path(p).name for p in synced if Path(p).parent == Path(spec.path).resolve()]
+    assert len(in_run) == 3 and sum(".config.yaml." in name for name in in_run) == 1  # planning, and the outcome
+    assert sum(".record.json." in name for name in in_run) == 2
+    assert torch.load(RunFolder(spec.path).last_checkpoint, map_location="cpu", weights_only=False)["global_step"] == 6
