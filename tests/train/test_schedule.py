@@ -120,10 +120,12 @@ def test_schedule_fields_at_their_default_keep_the_run_id(tmp_path):
     assert pinned == "da85e0d753"  # tests/test_identity.py pins it too
     same = ["optim.schedule=cosine", "optim.decay_fraction=0.2", "optim.decay_shape=linear"]
     assert plan_run(load_config([*base, *same])).run_id == pinned
-    others = {plan_run(load_config([*base, o])).run_id for o in
-              ["optim.schedule=wsd", "optim.schedule=constant", "optim.schedule=linear",
-               "optim.decay_fraction=0.3", "optim.decay_shape=sqrt"]}
+    others = {plan_run(load_config([*base, *o])).run_id for o in
+              [["optim.schedule=wsd"], ["optim.schedule=constant"], ["optim.schedule=linear"],
+               ["optim.schedule=wsd", "optim.decay_fraction=0.3"], ["optim.schedule=wsd", "optim.decay_shape=sqrt"]]}
     assert len(others) == 5 and pinned not in others
+    # wsd's options do not change a cosine run (scaling.plan.identity leaves out other schedules' options)
+    assert plan_run(load_config([*base, "optim.decay_fraction=0.3", "optim.decay_shape=sqrt"])).run_id == pinned
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "wsd", "wsd-sqrt", "constant", "linear"])
