@@ -129,10 +129,15 @@ def empirical_frontier(an: Analysis) -> Optional[pd.DataFrame]:
     """The lower envelope of the curves (C, loss), or None without curves."""
     if an.curves is None or an.loss_column is None or len(an.usable) < 2:
         return None
+    cached = an.__dict__.get("_empirical_frontier")  # both renderings draw it: computed once per Analysis
+    if cached is not None and cached[0] is an.curves and cached[1] is an.usable and cached[2] == an.loss_column:
+        return cached[3]
     try:
-        return frontier(an.usable, an.curves, loss_column=an.loss_column)
+        found = frontier(an.usable, an.curves, loss_column=an.loss_column)
     except (AnalysisError, ValueError):
-        return None
+        found = None
+    an.__dict__["_empirical_frontier"] = (an.curves, an.usable, an.loss_column, found)
+    return found
 
 
 def compute_grid(an: Analysis, points: int = 120) -> np.ndarray:
@@ -448,7 +453,8 @@ def loss_limits(an: Analysis, curve: pd.DataFrame, margin: float = 1.08) -> Opti
     """The loss axis range holding the runs, their curves and the frontier: a wild bootstrap band must not
     squash the runs."""
     values = [an.usable["loss"].to_numpy(), curve["loss"].to_numpy()]
-    values += [c["loss"].to_numpy() for _, c in run_curves(an)]
+    drawn = curve_points(an)
+    values += [drawn["loss"].to_numpy()] if drawn is not None else []
     for points, keys in ((held_out_points(an), ("loss", "predicted")), (registered_points(an), ("observed", "predicted"))):
         values += [points[k].to_numpy(dtype=float) for k in keys] if points is not None else []
     return _positive_range(np.concatenate(values), margin)
