@@ -229,7 +229,8 @@ INSPECT = """(async () => {
     const gd = s.querySelector('.plotly-graph-div');
     figures[s.dataset.figure] = {svg: s.querySelectorAll('.main-svg').length,
       drawn: s.querySelectorAll('.main-svg path, .main-svg .point').length,
-      traces: (gd._fullData || []).map(t => ({meta: t.meta || null, name: t.name || null, points: t._length}))};
+      traces: (gd._fullData || []).map(t => ({meta: t.meta || null, name: t.name || null, points: t._length,
+        runs: Array.isArray(t.text) ? new Set(t.text).size : null}))};
   }
   const rows = () => Array.from(document.querySelectorAll('#runs tbody tr'));
   const visible = () => rows().filter(r => r.style.display !== 'none').length;
@@ -271,7 +272,8 @@ def test_report_renders_in_headless_chromium(report, chromium):
         assert figure["svg"] >= 1 and figure["drawn"] > 5 and figure["traces"], name
     traces = found["figures"]["loss_vs_compute"]["traces"]
     curves = [t for t in traces if t["meta"] == "curve"]
-    assert len(curves) >= 6 and all(t["points"] >= 2 for t in curves)
+    # one trace per size, its runs parted by gaps: every one of the 6 completed runs' curves is drawn
+    assert len(curves) == 3 and all(t["points"] >= 2 for t in curves) and sum(t["runs"] for t in curves) == 6
     assert any(t["meta"] == "frontier" for t in traces) and any(t["meta"] == "target" for t in traces)
     assert found["rows"] == 7 and found["count"] == "7 of 7 runs"  # one row per run, the failed one too
     assert found["failedShown"] == 1 and found["gptShown"] == 7

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
@@ -27,7 +28,9 @@ from scaling.analysis.laws import PARAMETRIC_LAWS
 from scaling.analysis.series import (allocation_lines, allocation_points, backtest_limits, backtest_points,
                                      branch_trees, empirical_frontier, frontier_curve, groups, held_out_points,
                                      isoflop_profiles, law_line, loss_limits, palette, probe_fits, registered_points,
-                                     residual_points, run_curves, size_colours, size_norm, target_prediction)
+                                     residual_points, curve_points, size_colours, size_norm, target_prediction)
+
+RASTER_CURVES = 500  # runs beyond which the SVG draws the training curves as an image
 
 
 def make_figures(an: Analysis) -> dict[str, Figure]:
@@ -120,9 +123,7 @@ def fig_loss_vs_compute(an: Analysis) -> Optional[Figure]:
         return None
     figure, ax = _axes("Loss vs compute", "training compute C (FLOPs)", "loss")
     colour = size_colours(an)
-    for i, (row, curve) in enumerate(run_curves(an)):
-        ax.plot(curve["C_seen"], curve["loss"], color=colour(row["N"]), lw=1.1, alpha=0.75,
-                label=f"training curves ({an.loss_column})" if i == 0 else None)
+    _draw_curves(ax, an, colour)
     ax.scatter(an.usable["C"], an.usable["loss"], c=[colour(n) for n in an.usable["N"]], s=28, zorder=3,
                edgecolors="black", linewidths=0.6, label="final validation loss of each run")
     envelope = empirical_frontier(an)
@@ -136,6 +137,21 @@ def fig_loss_vs_compute(an: Analysis) -> Optional[Figure]:
     if an.main is None:
         _note(ax, f"no fit: {an.errors.get(an.law, '')[:120]}")
     return figure
+
+
+def _draw_curves(ax: Axes, an: Analysis, colour: Callable[[float], str]) -> None:
+    """Every run's curve as one LineCollection (an artist per run made 10,000 runs take a minute), rasterised
+    in the SVG beyond RASTER_CURVES runs."""
+    points = curve_points(an)
+    if points is None or not len(points):
+        return
+    starts = np.flatnonzero(np.diff(points["run"].to_numpy(), prepend=-1))
+    segments = np.split(points[["C_seen", "loss"]].to_numpy(), starts[1:])
+    colours = [colour(n) for n in points["N"].to_numpy()[starts]]
+    ax.add_collection(LineCollection(segments, colors=colours, linewidths=1.1, alpha=0.75,
+                                     label=f"training curves ({an.loss_column})",
+                                     rasterized=len(starts) > RASTER_CURVES))
+    ax.autoscale_view()
 
 
 def _draw_frontier(ax: Axes, an: Analysis) -> None:

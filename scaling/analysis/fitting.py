@@ -9,6 +9,11 @@ curvature pairs) has a leading start axis [S, ...]; every iteration makes one ba
 call for the starts still running, each with its own backtracking line search (Armijo condition,
 quadratic interpolation). A start leaves the batch when it converges, so late iterations are cheap.
 Per-start weights [S, n] let the bootstrap fit many resamples in the same batch.
+
+On a large table (more than SCREEN_RUNS runs) the grid is screened first: every start runs on an
+evenly spread subset of SCREEN_RUNS runs, and only the REFINE_STARTS best distinct end points are
+run on all of them. The grid's cost then stops growing with the number of runs (10,000 runs: a
+tenth), and the optimum is the full table's, reached from the subset's basins.
 """
 
 from __future__ import annotations
@@ -191,6 +196,10 @@ def grid_starts(law: Law, grid: Mapping[str, object] | None = None) -> Array:
     return np.array(list(itertools.product(*(values[n] for n in law.fit_names))), dtype=float)
 
 
+SCREEN_RUNS = 1000  # a grid over more runs than this is screened on this many first
+REFINE_STARTS = 20  # the screen's best distinct end points that are then run on every run
+
+
 @dataclass
 class LawFit:
     """The best of a multi-start fit, with every start's end point kept for diagnostics."""
@@ -198,8 +207,10 @@ class LawFit:
     law: Law
     theta: Array  # [p] best fit-space parameters
     objective: float
-    minima: Minima
+    minima: Minima  # end points on all runs (of the screen's best starts when screened)
     delta: float
+    screen: Minima | None = None  # end points of every grid start on the screening subset
+    screen_runs: int = 0  # runs in that subset
 
     @property
     def params(self) -> dict[str, float]:
@@ -207,37 +218,80 @@ class LawFit:
         return {k: float(v) for k, v in self.law.to_params(self.theta).items()}
 
     @property
+    def grid(self) -> Minima:
+        """End points of every start of the grid (on the screening subset when screened)."""
+        return self.screen if self.screen is not None else self.minima
+
+    @property
     def n_starts(self) -> int:
         """How many starts were run."""
-        return len(self.minima.f)
+        return len(self.grid.f)
 
     def n_at_best(self, rtol: float = 1e-6) -> int:
-        """How many starts ended within rtol (relative) of the best objective."""
-        return int(np.sum(self.minima.f <= self.objective * (1 + rtol) + 1e-300))
+        """How many starts ended within rtol (relative) of the best objective (of the screen's, when screened)."""
+        f = self.grid.f
+        best = self.objective if self.screen is None else float(np.min(f))
+        return int(np.sum(f <= best * (1 + rtol) + 1e-300))
 
     def distinct_optima(self, k: int, tol: float = 1e-3) -> Array:
-        """Up to k best end points that differ by more than tol in fit space [k, p]."""
-        order = np.argsort(self.minima.f)
-        chosen: list[Array] = []
-        for i in order[np.isfinite(self.minima.f[order])]:
-            if all(np.abs(self.minima.x[i] - c).max() > tol for c in chosen):
-                chosen.append(self.minima.x[i])
-            if len(chosen) == k:
-                break
-        return np.array(chosen)
+        """Up to k best end points that differ by more than tol in fit space [k, p].
+
+        When screened, only those within 10% of the best objective: the refined starts ran to the
+        limit of precision, so the others lie in basins far worse than the optimum's.
+        """
+        minima = self.minima
+        if self.screen is not None:
+            near = minima.f <= 1.1 * self.objective
+            minima = Minima(x=minima.x[near], f=minima.f[near], iterations=minima.iterations[near],
+                            status=minima.status[near], evaluations=minima.evaluations)
+        return distinct_end_points(minima, k, tol)
+
+
+def distinct_end_points(minima: Minima, k: int, tol: float = 1e-3) -> Array:
+    """Up to k best finite end points of `minima` that differ by more than tol in fit space [k, p]."""
+    order = np.argsort(minima.f)
+    chosen: list[Array] = []
+    for i in order[np.isfinite(minima.f[order])]:
+        if all(np.abs(minima.x[i] - c).max() > tol for c in chosen):
+            chosen.append(minima.x[i])
+        if len(chosen) == k:
+            break
+    return np.array(chosen)
+
+
+def screening_rows(logx: Mapping[str, Array], law: Law, count: int) -> Array:
+    """`count` row positions spread evenly over the runs sorted by the law's variables (all sizes, all budgets)."""
+    order = np.lexsort([logx[v] for v in reversed(law.variables)])
+    return np.sort(order[np.linspace(0, len(order) - 1, count).round().astype(int)])
 
 
 def fit_law(law: Law, logx: Mapping[str, Array], logy: Array, *, delta: float = 1e-3,
             weights: Array | None = None, starts: Array | None = None,
-            grid: Mapping[str, object] | None = None, **lbfgs_options: float) -> LawFit:
+            grid: Mapping[str, object] | None = None, screen_runs: int = SCREEN_RUNS, refine: int = REFINE_STARTS,
+            **lbfgs_options: float) -> LawFit:
     """Fit `law` to log losses logy [n] at log-variables logx {name: [n]} from a grid of starts.
 
     `starts` [S, p] (fit space) overrides the grid; `weights` [n] weighs each run's Huber loss.
+    With more than `screen_runs` runs and `refine` starts, the starts run on `screen_runs` of
+    the runs first and only the `refine` best distinct end points on all (0: never screen).
     """
     x0 = grid_starts(law, grid) if starts is None else np.atleast_2d(np.asarray(starts, dtype=float))
-    minima = lbfgs(huber_objective(law, logx, logy, delta, weights), x0, **lbfgs_options)
+    screen, subset = None, 0
+    if 0 < screen_runs < len(logy) and len(x0) > refine:
+        rows = screening_rows(logx, law, screen_runs)
+        sub_weights = None if weights is None else np.asarray(weights, dtype=float)[rows]
+        screen = lbfgs(huber_objective(law, {v: logx[v][rows] for v in law.variables}, logy[rows], delta,
+                                         sub_weights), x0, **lbfgs_options)
+        if np.isfinite(screen.f).any():
+            x0, subset = distinct_end_points(screen, refine), screen_runs
+        else:
+            screen = None
+    # the few refined starts run to the limit of precision: a relative drop of ftol (1e-9) can stop a
+    # start early in the flat valleys of a large table, which a grid of thousands hides by its best
+    refine_options = {**lbfgs_options, "ftol": 0.0} if screen is not None else lbfgs_options
+    minima = lbfgs(huber_objective(law, logx, logy, delta, weights), x0, **refine_options)
     if not np.isfinite(minima.f).any():
         raise AnalysisError(f"law {law.name}: no start reached a finite objective (check the losses and the grid)")
     best = int(np.argmin(minima.f))
     return LawFit(law=law, theta=minima.x[best].copy(), objective=float(minima.f[best]), minima=minima,
-                  delta=delta)
+                  delta=delta, screen=screen, screen_runs=subset)

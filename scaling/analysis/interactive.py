@@ -21,7 +21,7 @@ from scaling.analysis.formatting import fmt_count, fmt_flops, hover_lines, run_l
 from scaling.analysis.series import (FIGURE_NAMES, allocation_lines, allocation_points, backtest_limits,
                                      backtest_points, branch_trees, empirical_frontier, frontier_curve, groups,
                                      held_out_points, isoflop_profiles, law_line, loss_limits, palette, probe_fits,
-                                     registered_points, residual_points, run_curves, size_colours, target_prediction)
+                                     registered_points, residual_points, curve_points, size_colours, target_prediction)
 
 CRIMSON = "#dc143c"
 APPROACH_COLOURS = {"isoflop": "#1f77b4", "envelope": "#2ca02c"}
@@ -40,7 +40,7 @@ def _layout(figure: go.Figure, title: str, xtitle: str, ytitle: str, xlog: bool 
 
 
 def _hover(rows: pd.DataFrame) -> list[str]:
-    return ["<br>".join(hover_lines(row)) for _, row in rows.iterrows()]
+    return ["<br>".join(hover_lines(row)) for row in rows.to_dict("records")]
 
 
 def _size_marker(an: Analysis, sizes: pd.Series, colourbar: bool) -> dict[str, Any]:
@@ -62,15 +62,7 @@ def plotly_loss_vs_compute(an: Analysis) -> Optional[go.Figure]:
     if not len(an.usable):
         return None
     figure = go.Figure()
-    colour = size_colours(an)
-    for i, (row, curve) in enumerate(run_curves(an)):
-        text = "<br>".join(hover_lines(row))
-        figure.add_trace(go.Scatter(
-            x=curve["C_seen"], y=curve["loss"], mode="lines", line=dict(color=colour(row["N"]), width=1.4),
-            opacity=0.8, name=f"training curves ({an.loss_column})", meta="curve", legendgroup="curves",
-            showlegend=i == 0,
-            hovertemplate=f"{text}<br>at C %{{x:.3g}}: {an.loss_column} %{{y:.4f}}"
-                          f"<extra>{html.escape(run_label(row))}</extra>"))
+    _add_curves(figure, an)
     figure.add_trace(go.Scatter(x=an.usable["C"], y=an.usable["loss"], mode="markers",
                                 name="final validation loss of each run",
                                 meta="final", marker=_size_marker(an, an.usable["N"], True),
@@ -86,6 +78,27 @@ def plotly_loss_vs_compute(an: Analysis) -> Optional[go.Figure]:
     _layout(figure, "Loss vs compute", "training compute C (FLOPs)", "loss", height=540)
     figure.update_layout(legend=dict(x=0.99, y=0.99, xanchor="right"))
     return figure
+
+
+def _add_curves(figure: go.Figure, an: Analysis) -> None:
+    """The runs' curves, one trace per colour (runs of one size), runs parted by gaps: a trace per run made
+    10,000 runs take minutes. The hover box names the run; its final point's box has the whole config."""
+    points = curve_points(an)
+    if points is None or not len(points):
+        return
+    colour = size_colours(an)
+    rows = an.usable.sort_values("N")
+    labels = {run: html.escape(run_label(row)) for run, row in zip(range(len(rows)), rows.to_dict("records"))}
+    points = points.assign(colour=[colour(n) for n in points["N"]])
+    for i, (hex_colour, part) in enumerate(points.groupby("colour", sort=False)):
+        run = part["run"].to_numpy()
+        gap = np.flatnonzero(np.diff(run)) + 1  # a NaN between runs breaks the line
+        x, y = (np.insert(part[c].to_numpy(dtype=float), gap, np.nan) for c in ("C_seen", "loss"))
+        names = [labels[r] for r in np.insert(run, gap, run[gap - 1] if len(gap) else run[:0])]
+        figure.add_trace(go.Scatter(
+            x=x, y=y, mode="lines", line=dict(color=hex_colour, width=1.4), opacity=0.8, text=names,
+            name=f"training curves ({an.loss_column})", meta="curve", legendgroup="curves", showlegend=i == 0,
+            hovertemplate=f"%{{text}}<br>at C %{{x:.3g}}: {an.loss_column} %{{y:.4f}}<extra></extra>"))
 
 
 def _add_frontier(figure: go.Figure, an: Analysis) -> None:

@@ -274,14 +274,16 @@ def outlier_runs(frame: pd.DataFrame, labels: np.ndarray, checks: BudgetChecks =
     for label, group in frame.groupby(labels):
         if distinct_sizes(group["N"].to_numpy(), checks.duplicate_tol) < 4:
             continue
-        for index in group.index:
-            rest = group.drop(index)
-            x, y = np.log10(rest["N"].to_numpy()), rest["loss"].to_numpy()
-            bins = size_bins(x, checks.duplicate_tol)
-            x, y = (np.array([v[bins == b].mean() for b in np.unique(bins)]) for v in (x, y))
-            at = math.log10(group.at[index, "N"])
+        group_n, loss = group["N"].to_numpy(), group["loss"].to_numpy()
+        log_n = np.log10(group_n)
+        bins = size_bins(log_n, checks.duplicate_tol)
+        members = [np.flatnonzero(bins == b) for b in range(bins.max() + 1)]
+        means = [np.array([v[m].mean() for m in members]) for v in (log_n, loss)]
+        for i, index in enumerate(group.index):
+            x, y = _means_without(i, log_n, loss, bins, members, means, checks.duplicate_tol)
+            at = math.log10(group_n[i])  # as before: math.log10 and np.log10 can differ in the last bit
             if len(x) >= 3 and x.min() < at < x.max():
-                found.append((label, names[index], float(group.at[index, "loss"] - Akima1DInterpolator(x, y)(at))))
+                found.append((label, names[index], float(loss[i] - Akima1DInterpolator(x, y)(at))))
     if len(found) < 8:
         return {}
     residual = np.array([r for _, _, r in found])
@@ -292,6 +294,29 @@ def outlier_runs(frame: pd.DataFrame, labels: np.ndarray, checks: BudgetChecks =
         if spread > 0 and abs(r - centre) / spread > checks.outlier_z:
             out.setdefault(label, []).append((run, r, abs(r - centre) / spread))
     return out
+
+
+def _means_without(i: int, log_n: np.ndarray, loss: np.ndarray, bins: np.ndarray, members: list[np.ndarray],
+                   means: list[np.ndarray], tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean log N and loss per size bin of a budget's runs without run i, as `size_bins` of the rest gives them.
+
+    Only run i's bin changes (or goes, when i is alone in it), unless i is the single smallest of a
+    bin it shares: then its removal can move the bins' edges, and the rest is binned afresh. Each
+    run then costs one bin's mean instead of every bin's (the same numbers: the same values summed
+    in the same order).
+    """
+    b = bins[i]
+    rest = members[b][members[b] != i]
+    if not len(rest):
+        return np.delete(means[0], b), np.delete(means[1], b)
+    if (log_n[rest] <= log_n[i]).any():  # i does not start its bin: no edge moves
+        x, y = means[0].copy(), means[1].copy()
+        x[b], y[b] = log_n[rest].mean(), loss[rest].mean()
+        return x, y
+    keep = np.arange(len(log_n)) != i
+    x, y = log_n[keep], loss[keep]
+    rest_bins = size_bins(x, tol)
+    return tuple(np.array([v[rest_bins == k].mean() for k in np.unique(rest_bins)]) for v in (x, y))
 
 
 def size_bins(log10_n: np.ndarray, tol: float = 0.01) -> np.ndarray:

@@ -89,12 +89,17 @@ def _weights(frame: pd.DataFrame, kept: pd.DataFrame, weights: str | Sequence[fl
 def _result(model: Law, law_fit: LawFit, kept: pd.DataFrame, excluded: list[dict], logx: dict, logy: np.ndarray,
             irreducible: bool, seconds: float) -> FitResult:
     pred, _ = model.forward(law_fit.theta[None, :], logx)
-    status = law_fit.minima.status
+    status = law_fit.grid.status
     fit_info = {"method": "Huber on log loss, batched L-BFGS from a grid of starts", "delta": law_fit.delta,
                 "starts": law_fit.n_starts, "starts_at_best": law_fit.n_at_best(),
                 "converged": int((status == CONVERGED).sum()), "stalled": int((status == STALLED).sum()),
                 "max_iter": int((status == MAX_ITER).sum()), "not_finite": int((status == NOT_FINITE).sum()),
                 "evaluations": law_fit.minima.evaluations, "seconds": seconds}
+    if law_fit.screen is not None:  # the grid's counts above are the screen's; then the refinement on all runs
+        fit_info["method"] += (f", screened on {law_fit.screen_runs} of the {len(kept)} runs; the "
+                               f"{len(law_fit.minima.f)} best distinct end points refined on all")
+        fit_info.update(screen_runs=law_fit.screen_runs, refined=len(law_fit.minima.f),
+                        evaluations=law_fit.screen.evaluations + law_fit.minima.evaluations)
     result = FitResult(law=model.name, params=law_fit.params, n_points=len(kept), objective=law_fit.objective,
                        formula=model.formula, residuals=logy - pred[0], runs=run_labels(kept), excluded=excluded,
                        law_options={"irreducible": irreducible} if model.name in ONE_VARIABLE else {},

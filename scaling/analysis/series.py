@@ -62,50 +62,82 @@ def palette(count: int, name: str = "plasma", span: float = 0.85) -> list[str]:
 
 
 def run_curves(an: Analysis) -> list[tuple[pd.Series, pd.DataFrame]]:
-    """(run row, its curve [C_seen, loss]) for every usable run with a curve, thinned for drawing to
-    MAX_CURVE_POINTS, or fewer when there are many runs (CURVE_POINT_BUDGET in all, at least
-    MIN_CURVE_POINTS each). Computed once per Analysis (every figure draws the same curves)."""
-    cached = an.__dict__.get("_run_curves")
+    """(run row, its curve [C_seen, loss]) for every usable run with a curve, thinned for drawing as
+    `curve_points` thins them."""
+    points = curve_points(an)
+    if points is None:
+        return []
+    rows = an.usable.sort_values("N")
+    return [(rows.iloc[int(run)], curve[["C_seen", "loss"]]) for run, curve in points.groupby("run", sort=False)]
+
+
+def curve_points(an: Analysis) -> Optional[pd.DataFrame]:
+    """The usable runs' curves as one table [run, run_id, N, C_seen, loss] (`run`: the row's position in the
+    usable runs sorted by N), runs by size, each by compute, thinned for drawing to MAX_CURVE_POINTS a run,
+    or fewer when there are many runs (CURVE_POINT_BUDGET in all, at least MIN_CURVE_POINTS each), never
+    for fitting. None without curves. Computed once per Analysis (every figure draws the same curves)."""
+    cached = an.__dict__.get("_curve_points")
     if cached is not None and cached[0] is an.curves and cached[1] is an.usable:
         return cached[2]
-    out = _run_curves(an)
-    an.__dict__["_run_curves"] = (an.curves, an.usable, out)
+    out = _curve_points(an)
+    an.__dict__["_curve_points"] = (an.curves, an.usable, out)
     return out
 
 
-def _run_curves(an: Analysis) -> list[tuple[pd.Series, pd.DataFrame]]:
+def _curve_points(an: Analysis) -> Optional[pd.DataFrame]:
     if an.curves is None or an.loss_column is None:
-        return []
+        return None
     usable = an.usable.sort_values("N")
-    curves = an.curves[["run_id", "C_seen", an.loss_column]].rename(columns={an.loss_column: "loss"})
-    C, loss = curves["C_seen"].to_numpy(dtype=float), curves["loss"].to_numpy(dtype=float)
-    curves = curves[np.isfinite(C) & (C > 0) & np.isfinite(loss) & curves["run_id"].isin(usable["run_id"]).to_numpy()]
-    by_run = {run_id: frame[["C_seen", "loss"]] for run_id, frame in curves.groupby("run_id", sort=False)}
-    points = min(MAX_CURVE_POINTS, max(MIN_CURVE_POINTS, CURVE_POINT_BUDGET // max(1, len(by_run))))
-    out = []
-    for index, row in zip(usable.index, usable.to_dict("records")):
-        curve = by_run.get(row["run_id"])
-        if curve is not None and len(curve) >= 2:
-            out.append((pd.Series(row, name=index), thin(curve.sort_values("C_seen"), points)))
-    return out
+    ids = usable["run_id"].to_numpy()
+    first = np.flatnonzero(~pd.Series(ids).duplicated().to_numpy())  # a run_id twice: its first row's curve
+    found = pd.Index(ids[first]).get_indexer(an.curves["run_id"])
+    run = np.where(found >= 0, first[found], -1)
+    C = an.curves["C_seen"].to_numpy(dtype=float)
+    loss = an.curves[an.loss_column].to_numpy(dtype=float)
+    ok = np.isfinite(C) & (C > 0) & np.isfinite(loss) & (run >= 0)
+    run, C, loss = run[ok], C[ok], loss[ok]
+    order = np.lexsort((C, run))
+    run, C, loss = run[order], C[order], loss[order]
+    counts = np.bincount(run, minlength=len(usable))
+    points = min(MAX_CURVE_POINTS, max(MIN_CURVE_POINTS, CURVE_POINT_BUDGET // max(1, int((counts > 0).sum()))))
+    position = np.arange(len(run)) - (np.cumsum(counts) - counts)[run]
+    length = counts[run]
+    keep = np.zeros(len(run), dtype=bool)
+    for size in np.unique(length[length >= 2]):  # runs of one length keep the same positions
+        kept = np.zeros(size, dtype=bool)
+        kept[_thinned_positions(int(size), points)] = True
+        same = length == size
+        keep[same] = kept[position[same]]
+    run = run[keep]
+    return pd.DataFrame({"run": run, "run_id": usable["run_id"].to_numpy()[run], "N": usable["N"].to_numpy()[run],
+                         "C_seen": C[keep], "loss": loss[keep]})
+
+
+def _thinned_positions(length: int, points: int) -> np.ndarray:
+    """Positions `thin` keeps of a curve of `length` rows."""
+    if length <= points:
+        return np.arange(length)
+    return np.union1d(np.unique(np.geomspace(1, length, points).astype(int) - 1), [length - 1])
 
 
 def thin(curve: pd.DataFrame, points: int = MAX_CURVE_POINTS) -> pd.DataFrame:
     """At most `points` rows, log-spaced in position (dense early, where curves bend), always the last."""
-    if len(curve) <= points:
-        return curve
-    keep = np.unique(np.geomspace(1, len(curve), points).astype(int) - 1)
-    return curve.iloc[np.union1d(keep, [len(curve) - 1])]
+    return curve if len(curve) <= points else curve.iloc[_thinned_positions(len(curve), points)]
 
 
 def empirical_frontier(an: Analysis) -> Optional[pd.DataFrame]:
     """The lower envelope of the curves (C, loss), or None without curves."""
     if an.curves is None or an.loss_column is None or len(an.usable) < 2:
         return None
+    cached = an.__dict__.get("_empirical_frontier")  # both renderings draw it: computed once per Analysis
+    if cached is not None and cached[0] is an.curves and cached[1] is an.usable and cached[2] == an.loss_column:
+        return cached[3]
     try:
-        return frontier(an.usable, an.curves, loss_column=an.loss_column)
+        found = frontier(an.usable, an.curves, loss_column=an.loss_column)
     except (AnalysisError, ValueError):
-        return None
+        found = None
+    an.__dict__["_empirical_frontier"] = (an.curves, an.usable, an.loss_column, found)
+    return found
 
 
 def compute_grid(an: Analysis, points: int = 120) -> np.ndarray:
@@ -421,7 +453,8 @@ def loss_limits(an: Analysis, curve: pd.DataFrame, margin: float = 1.08) -> Opti
     """The loss axis range holding the runs, their curves and the frontier: a wild bootstrap band must not
     squash the runs."""
     values = [an.usable["loss"].to_numpy(), curve["loss"].to_numpy()]
-    values += [c["loss"].to_numpy() for _, c in run_curves(an)]
+    drawn = curve_points(an)
+    values += [drawn["loss"].to_numpy()] if drawn is not None else []
     for points, keys in ((held_out_points(an), ("loss", "predicted")), (registered_points(an), ("observed", "predicted"))):
         values += [points[k].to_numpy(dtype=float) for k in keys] if points is not None else []
     return _positive_range(np.concatenate(values), margin)

@@ -113,3 +113,20 @@ def test_law_loss_matches_formula():
     np.testing.assert_allclose(law.loss(params, N=N, D=D), chinchilla_loss(N, D, **params), rtol=1e-12)
     kaplan = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
     np.testing.assert_allclose(get_law("kaplan").loss(kaplan, N=N, D=D), kaplan_loss(N, D, **kaplan), rtol=1e-12)
+
+
+def test_screened_grid_reaches_the_full_grids_optimum():
+    from scaling.analysis.fitting import fit_law
+    from scaling.analysis.synthetic import isoflop_table
+
+    table = isoflop_table(budgets=np.geomspace(1e17, 1e20, 8), sizes=10, seeds=3, seed=1)  # 240 runs
+    law = get_law("chinchilla")
+    logx = {v: np.log(table[v].to_numpy()) for v in law.variables}
+    logy = np.log(table["loss"].to_numpy())
+    full = fit_law(law, logx, logy, screen_runs=0)
+    screened = fit_law(law, logx, logy, screen_runs=60, refine=10)
+    assert full.screen is None and screened.screen_runs == 60 and len(screened.minima.f) == 10
+    assert screened.n_starts == full.n_starts == 4500  # the whole grid ran, on 60 of the runs
+    assert screened.objective <= full.objective * (1 + 1e-9)
+    np.testing.assert_allclose(screened.theta, full.theta, rtol=1e-4, atol=1e-5)
+    assert len(screened.distinct_optima(3)) >= 1

@@ -197,3 +197,28 @@ def test_bootstrap_resamples_a_configurations_seeds_together():
     assert r.seed_noise["groups"] == 20 and r.seed_noise["runs"] == 60
     single = fit(table[table["seed"] == 0], "chinchilla", bootstrap=20, seed=0)
     assert single.bootstrap.get("clusters") is None  # every run stands alone: plain run resampling
+
+
+def test_curve_points_thin_every_run_as_thin_does_and_draw_them_all():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.collections import LineCollection
+
+    from scaling.analysis.analyse import analyse
+    from scaling.analysis.figures import fig_loss_vs_compute
+    from scaling.analysis.series import MAX_CURVE_POINTS, curve_points, thin
+    from scaling.analysis.synthetic import training_curves
+
+    runs, curves = training_curves(steps=450, noise=0.01)  # 13 runs, longer than a drawn curve
+    an = analyse(runs, curves.sample(frac=1.0, random_state=0), "chinchilla", bootstrap=0, holdout=0)
+    points = curve_points(an)
+    assert points["run_id"].nunique() == 13 and list(points["N"]) == sorted(points["N"])  # runs by size
+    for run_id, part in points.groupby("run_id"):
+        own = curves[curves["run_id"] == run_id].rename(columns={an.loss_column: "loss"}).sort_values("C_seen")
+        expected = thin(own[["C_seen", "loss"]], MAX_CURVE_POINTS)
+        np.testing.assert_array_equal(part["C_seen"].to_numpy(), expected["C_seen"].to_numpy())
+        np.testing.assert_array_equal(part["loss"].to_numpy(), expected["loss"].to_numpy())
+        assert len(part) <= MAX_CURVE_POINTS + 1 < len(own) and part["C_seen"].iloc[-1] == own["C_seen"].max()
+    drawn = [c for c in fig_loss_vs_compute(an).axes[0].collections if isinstance(c, LineCollection)]
+    assert len(drawn) == 1 and len(drawn[0].get_segments()) == 13

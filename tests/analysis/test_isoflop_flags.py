@@ -139,3 +139,31 @@ def test_report_marks_flagged_budgets():
     assert source == "data" and marked[1e20] == ["edge"] and "off_centre" in marked[1e19]
     page = isoflop_flags_html(an)
     assert "3 IsoFLOP budgets flagged" in page and "left out" in page and "add sizes below N = 632M" in page
+
+
+def test_outlier_residuals_equal_a_plain_leave_one_out():
+    """The per-bin shortcut gives each run the residual a fresh binning of the other runs gives, to the bit."""
+    import math
+
+    from scipy.interpolate import Akima1DInterpolator
+
+    from scaling.analysis.isoflop import BudgetChecks, budget_labels, outlier_runs, size_bins
+    from scaling.analysis.synthetic import isoflop_table
+
+    table = isoflop_table(budgets=np.geomspace(1e18, 1e21, 4), sizes=9, seeds=3, noise=0.02, seed=3)
+    table["N"] *= np.exp(0.008 * np.random.default_rng(0).standard_normal(len(table)))  # bins with uneven edges
+    table.loc[::7, "loss"] *= 1.15
+    labels = budget_labels(table["C"].to_numpy())
+    found = outlier_runs(table, labels, BudgetChecks(outlier_z=0.0))  # every checked run, with its residual
+    expected = {}
+    for label, group in table.groupby(labels):
+        for index in group.index:
+            rest = group.drop(index)
+            x, y = np.log10(rest["N"].to_numpy()), rest["loss"].to_numpy()
+            bins = size_bins(x, 0.01)
+            x, y = (np.array([v[bins == b].mean() for b in np.unique(bins)]) for v in (x, y))
+            at = math.log10(group.at[index, "N"])
+            if len(x) >= 3 and x.min() < at < x.max():
+                expected[group.at[index, "run_id"]] = float(group.at[index, "loss"] - Akima1DInterpolator(x, y)(at))
+    got = {run.split()[1]: r for runs in found.values() for run, r, _ in runs}
+    assert len(got) > 50 and got == expected
