@@ -43,6 +43,13 @@ class Analysis:
     held_out: pd.DataFrame = field(default_factory=pd.DataFrame)  # a ladder's held-out targets: shown, never fitted
     target_scores: Optional[dict] = None  # the main law's prediction of each completed target (targets.score_targets)
     predictions: list[dict] = field(default_factory=list)  # registered predictions (scaling.analysis.predictions)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def memoised(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per analysis (what several figures and renderings share, such as thinned curves)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @property
     def loss_law(self) -> bool:

@@ -61,27 +61,12 @@ def palette(count: int, name: str = "plasma", span: float = 0.85) -> list[str]:
 # --------------------------------------------------------------------------- series
 
 
-def run_curves(an: Analysis) -> list[tuple[pd.Series, pd.DataFrame]]:
-    """(run row, its curve [C_seen, loss]) for every usable run with a curve, thinned for drawing as
-    `curve_points` thins them."""
-    points = curve_points(an)
-    if points is None:
-        return []
-    rows = an.usable.sort_values("N")
-    return [(rows.iloc[int(run)], curve[["C_seen", "loss"]]) for run, curve in points.groupby("run", sort=False)]
-
-
 def curve_points(an: Analysis) -> Optional[pd.DataFrame]:
     """The usable runs' curves as one table [run, run_id, N, C_seen, loss] (`run`: the row's position in the
     usable runs sorted by N), runs by size, each by compute, thinned for drawing to MAX_CURVE_POINTS a run,
     or fewer when there are many runs (CURVE_POINT_BUDGET in all, at least MIN_CURVE_POINTS each), never
     for fitting. None without curves. Computed once per Analysis (every figure draws the same curves)."""
-    cached = an.__dict__.get("_curve_points")
-    if cached is not None and cached[0] is an.curves and cached[1] is an.usable:
-        return cached[2]
-    out = _curve_points(an)
-    an.__dict__["_curve_points"] = (an.curves, an.usable, out)
-    return out
+    return an.memoised("curve_points", lambda: _curve_points(an))
 
 
 def _curve_points(an: Analysis) -> Optional[pd.DataFrame]:
@@ -129,15 +114,14 @@ def empirical_frontier(an: Analysis) -> Optional[pd.DataFrame]:
     """The lower envelope of the curves (C, loss), or None without curves."""
     if an.curves is None or an.loss_column is None or len(an.usable) < 2:
         return None
-    cached = an.__dict__.get("_empirical_frontier")  # both renderings draw it: computed once per Analysis
-    if cached is not None and cached[0] is an.curves and cached[1] is an.usable and cached[2] == an.loss_column:
-        return cached[3]
+    return an.memoised("empirical_frontier", lambda: _empirical_frontier(an))  # both renderings draw it
+
+
+def _empirical_frontier(an: Analysis) -> Optional[pd.DataFrame]:
     try:
-        found = frontier(an.usable, an.curves, loss_column=an.loss_column)
+        return frontier(an.usable, an.curves, loss_column=an.loss_column)
     except (AnalysisError, ValueError):
-        found = None
-    an.__dict__["_empirical_frontier"] = (an.curves, an.usable, an.loss_column, found)
-    return found
+        return None
 
 
 def compute_grid(an: Analysis, points: int = 120) -> np.ndarray:
