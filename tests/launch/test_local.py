@@ -39,7 +39,10 @@ def test_sweep_runs_once_then_skips_and_recovers_a_failure(runs_root):
 def test_ctrl_c_then_resume(runs_root):
     command = [sys.executable, "-m", "scaling.cli", "sweep", *SMALL_SWEEP, f"run.root={runs_root}",
                "++sweep.axes={budget.tokens:[6000,60000]}", "trainer.checkpoint_every=10"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # SIG_DFL in the child: under a background job of a non-interactive shell (a CI script run with &) SIGINT is
+    # ignored and the sweep would inherit that; a terminal's Ctrl-C is what this test sends
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def a_long_one_checkpointed_mid_way():  # the launcher starts the most expensive runs first
         ckpts = list((runs_root / "tiny").glob("*/checkpoints/last.ckpt")) if (runs_root / "tiny").exists() else []
