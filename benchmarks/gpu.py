@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 
 from scaling.config import load_config
 from scaling.data import build_data
-from scaling.models import build_model, param_groups
+from scaling.models import build_model
 from scaling.plan import plan_run
 from scaling.store import RunFolder, find_run_folders
 from scaling.train import train
-from scaling.train.schedule import schedule_for
+
+from hand_loop import optimizer_and_schedule, step as step_once  # benchmarks/ (the script's folder)
 
 REPO = Path(__file__).resolve().parents[1]
 PEAK_BF16 = {"H200": 989.4e12, "H100": 989.4e12, "GH200": 989.4e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
@@ -76,10 +76,7 @@ def hand_written(spec, compile_model: bool, warmup: int) -> float:
     model = build_model(cfg.model, data.info).to(device)
     if compile_model:
         model.compile()
-    optimizer = torch.optim.AdamW(param_groups(cfg.model, model, cfg.optim), lr=cfg.optim.lr,
-                                  betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
-                                  fused=device == "cuda")
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_for(cfg, spec.steps))
+    optimizer, schedule = optimizer_and_schedule(spec, model, fused=device == "cuda")
     loader = torch.utils.data.DataLoader(data.train_dataset(spec.steps * cfg.optim.batch_size),
                                          batch_size=cfg.optim.batch_size, pin_memory=device == "cuda")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
@@ -90,14 +87,7 @@ def hand_written(spec, compile_model: bool, warmup: int) -> float:
                 torch.cuda.synchronize()
             start = time.perf_counter()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast:
-            logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        schedule.step()
+        step_once(model, optimizer, schedule, x, y, cfg.optim.grad_clip, autocast)
     if device == "cuda":
         torch.cuda.synchronize()
     return (spec.steps - warmup) * spec.units_per_step / (time.perf_counter() - start)

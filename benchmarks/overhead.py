@@ -25,10 +25,11 @@ from torch.utils.data import DataLoader
 
 from scaling.config import load_config
 from scaling.data import build_data
-from scaling.models import build_model, param_groups
+from scaling.models import build_model
 from scaling.plan import plan_run
 from scaling.train import train
-from scaling.train.schedule import schedule_for
+
+from hand_loop import optimizer_and_schedule, step as step_once  # benchmarks/ (the script's folder)
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader) -> float:
@@ -53,20 +54,12 @@ def hand_written(spec) -> tuple[float, float]:
     torch.manual_seed(cfg.seed)
     data = build_data(cfg.data)
     model = build_model(cfg.model, data.info)
-    optimizer = torch.optim.AdamW(param_groups(cfg.model, model, cfg.optim), lr=cfg.optim.lr,
-                                  betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_for(cfg, spec.steps))
+    optimizer, schedule = optimizer_and_schedule(spec, model)
     loader = DataLoader(data.train_dataset(spec.steps * cfg.optim.batch_size), batch_size=cfg.optim.batch_size)
     val = DataLoader(data.val_dataset(), batch_size=max(cfg.optim.batch_size, 64))
     start, cpu = time.perf_counter(), time.process_time()
     for step, (x, y) in enumerate(loader, start=1):
-        logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        schedule.step()
+        step_once(model, optimizer, schedule, x, y, cfg.optim.grad_clip)
         if step % cfg.trainer.val_every == 0 or step == spec.steps:
             evaluate(model, val)
     return spec.D / (time.perf_counter() - start), spec.D / (time.process_time() - cpu)
