@@ -225,13 +225,15 @@ def ladder_points(sweep: Any, measure: Callable[[int], Size], units_per_sample: 
     sizes = search_sizes(measure, largest, sweep)
     targets = held_out_budgets(sweep)
     chosen = {C: assign_sizes(wanted_sizes(C, sweep, is_target(C, targets)), sizes) for C in budgets}
-    if getattr(sweep, "branches", False):
-        batches = width_batches(chosen, sweep, units_per_sample, names)
+    if getattr(sweep, "branches", False):  # a trunk serves all of a width's budgets: one batch per width
+        per_width = width_batches(chosen, sweep, units_per_sample, names)
+        points = [{"model.width": s.width, "budget.flops": C, "optim.batch_size": per_width[s.width]}
+                  for C in budgets for s in chosen[C]]
     else:
-        batches = {C: batch_samples(C, chosen[C], sweep, units_per_sample, names) for C in budgets}
-    points = [{"model.width": s.width, "budget.flops": C,
-               "optim.batch_size": batches[s.width] if getattr(sweep, "branches", False) else batches[C]}
-              for C in budgets for s in chosen[C]]
+        points = []
+        for C in budgets:
+            batch = batch_samples(C, chosen[C], sweep, units_per_sample, names)
+            points += [{"model.width": s.width, "budget.flops": C, "optim.batch_size": batch} for s in chosen[C]]
     repeats = [{**point, "seed": base_seed + k} for k in range(1, sweep.seed_repeats)
                for point in points if point["budget.flops"] == budgets[0]]
     return points + repeats

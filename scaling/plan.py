@@ -419,6 +419,7 @@ def plan_sweep(overrides: list[str] | tuple[str, ...] = ()) -> Plan:
     runs, skipped = _Planner(base).expand(cfg.sweep, source(cfg.data.kind).unit, list(overrides))
     return Plan(cfg.sweep.name, cfg.sweep.mode, runs, skipped, cfg)
 
+
 def _with_measured_rules(base: Any, cfg: Config) -> Any:
     """The composed config with sweep.rules_from's rules (for its parametrization) before sweep.rules."""
     from omegaconf import open_dict
