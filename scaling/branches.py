@@ -54,12 +54,18 @@ def _one_model(planner: Any, sweep: Any, unit: str, model: dict[str, Any], point
 
     specs = sorted(((_spec(planner, sweep, p, overrides), p) for p in
                     ({**point, "optim.schedule": "wsd"} for point in points)), key=lambda pair: pair[0].steps)
-    unique = {spec.steps: point for spec, point in specs}  # one branch per length
-    points = list(unique.values())
+    unique: dict[int, dict[str, Any]] = {}  # one branch per length
+    skipped = []
+    for spec, point in specs:
+        if spec.steps in unique:  # the same steps, the same run: say so rather than plan it twice
+            skipped.append(Skipped(point, f"the same {spec.steps} steps as {_describe(unique[spec.steps])}: one "
+                                          "branch covers both; space the data sizes further apart"))
+        else:
+            unique[spec.steps] = point
     shortest = specs[0][0]
     warmup = warmup_steps(shortest.cfg, shortest.steps)
-    points = [{**p, "optim.warmup_steps": max(1, warmup)} for p in points]
-    keep, kept, skipped = [], [], []
+    points = [{**p, "optim.warmup_steps": max(1, warmup)} for p in unique.values()]
+    keep, kept = [], []
     for point in points:
         spec = _spec(planner, sweep, point, overrides)
         step = decay_start(spec.steps, spec.cfg.optim.decay_fraction)
@@ -77,6 +83,10 @@ def _one_model(planner: Any, sweep: Any, unit: str, model: dict[str, Any], point
     branches = [_spec(planner, sweep, {**point, "trainer.branch_of": trunk.run_id, "trainer.branch_step": step},
                       overrides) for point, step in kept]
     return trunk, branches, skipped
+
+
+def _describe(point: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in point.items())
 
 
 def _spec(planner: Any, sweep: Any, point: dict[str, Any], overrides: list[str]) -> Any:

@@ -203,6 +203,20 @@ class RunFolder:
         with _exclusive(self.path / ".job.lock"):
             atomic_write_text(self.job_path, json.dumps(_json_safe({**self.read_job(), **fields}), indent=2) + "\n")
 
+    def read_config(self) -> dict[str, Any]:
+        """config.yaml as a plain dict (the resolved run config); FileNotFoundError when there is none,
+        ValueError when it is not a YAML mapping."""
+        import yaml
+
+        text = self.config_path.read_text()
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"{self.config_path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{self.config_path} holds a {type(config).__name__}, not a config")
+        return config
+
     # ------------------------------------------------------------------ record.json
 
     def read_record(self) -> dict[str, Any]:

@@ -33,6 +33,14 @@ def test_a_branches_plan_costs_at_most_0_6_of_independent_runs():
     assert savings(plan.runs)["ratio"] <= 0.6
 
 
+
+def test_data_sizes_of_the_same_length_plan_one_branch_and_say_so():
+    """Two data sizes that round to the same number of steps are one run: the second is reported, not dropped."""
+    plan = plan_sweep([*BRANCHES, "sweep.models=[16]", "sweep.data_sizes=[10240,10250,20480]"])
+    assert len([r for r in plan.runs if r.cfg.trainer.branch_of]) == 2
+    (skipped,) = plan.skipped
+    assert skipped.point["budget.tokens"] == 10250 and "one branch covers both" in skipped.reason
+
 def test_a_branch_is_the_independent_wsd_run(runs_root, tmp_path):
     # the trunk validates at its last step (32), where the long branch starts: that checkpoint says the trunk's
     # stream ended, and the branch must go on with its own (not start a second pass)

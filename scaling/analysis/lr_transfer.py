@@ -303,29 +303,6 @@ def read_rules(path: Path | str, parametrization: str) -> dict[str, str]:
     return dict(rules[parametrization])
 
 
-# ------------------------------------------------------------------------ simple summaries
-
-
-def exponents(best: pd.DataFrame) -> dict[str, float]:
-    """Per parametrization: the slope of log lr_opt against log width (0: the rate transfers)."""
-    return {param: float(np.polyfit(np.log(group["width"]), np.log(group["lr_opt"]), 1)[0])
-            for param, group in best.groupby("parametrization") if group["width"].nunique() > 1}
-
-
-def summary(best: pd.DataFrame) -> str:
-    """One line per parametrization: best lr per width, how many grid steps they span, the exponent."""
-    slopes = exponents(best)
-    lines = []
-    for param, group in best.groupby("parametrization"):
-        group = group.sort_values("width")
-        span = math.log2(group["best_lr"].max() / group["best_lr"].min())
-        rates = ", ".join(f"w{w}: {lr:g}{' (' + e + ' edge)' if e else ''}"
-                          for w, lr, e in zip(group["width"], group["best_lr"], group["edge"]))
-        lines.append(f"{param}: best lr {rates}; spread {span:.0f} grid steps; "
-                     f"lr_opt ~ width^{slopes.get(param, math.nan):+.2f}")
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------------------ the figure
 
 

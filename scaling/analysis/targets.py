@@ -24,8 +24,6 @@ class TargetSplit:
 def ladder_targets(folder: str | Path) -> dict[str, list[float]]:
     """{sweep name: held-out budgets} for the ladder sweeps under a folder, from each sweep's newest config.yaml
     (config.yaml is rewritten whenever a run is planned again; sweep.* is outside run identity)."""
-    import yaml
-
     from scaling.ladder import held_out_budgets
     from scaling.store import find_run_folders
 
@@ -33,7 +31,7 @@ def ladder_targets(folder: str | Path) -> dict[str, list[float]]:
     for run in find_run_folders(folder):
         if not run.config_path.exists():
             continue
-        sweep = (yaml.safe_load(run.config_path.read_text()) or {}).get("sweep") or {}
+        sweep = run.read_config().get("sweep") or {}
         stamp = run.config_path.stat().st_mtime
         if sweep.get("mode") == "ladder" and stamp >= newest.get(sweep.get("name"), (-1.0, {}))[0]:
             newest[sweep["name"]] = (stamp, sweep)

@@ -82,27 +82,25 @@ def _apply(settings: LoggerConfig, token: str) -> LoggerConfig:
 
 def runs_logger(source: Path | str) -> dict[str, Any]:
     """The logger section of the first run under `source` trained with logger=wandb ({} for none, or a file)."""
-    import yaml
-
     from scaling.store import find_run_folders
 
     path = Path(source)
     if not path.is_dir():
         return {}
     for folder in find_run_folders(path):
-        config = _config(folder.config_path, yaml)
+        config = _config(folder)
         logger = config.get("logger") or {}
         if logger.get("name") == "wandb":
             return logger
     return {}
 
 
-def _config(path: Path, yaml: Any) -> dict[str, Any]:
+def _config(folder: Any) -> dict[str, Any]:
+    """A run folder's config, or {} when it has none or it is unreadable (the table shows what there is)."""
     try:
-        loaded = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        return folder.read_config()
+    except (OSError, ValueError):
         return {}
-    return loaded if isinstance(loaded, dict) else {}
 
 
 # ----------------------------------------------------------------------------- content
@@ -122,13 +120,11 @@ def flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def varying_config(source: Path | str) -> pd.DataFrame:
     """run_id plus each config key whose value differs between the runs under `source` (empty for a file)."""
-    import yaml
-
     from scaling.store import find_run_folders
 
     path = Path(source)
     folders = find_run_folders(path) if path.is_dir() else []
-    rows = [{"run_id": f.path.name, **flat(_config(f.config_path, yaml))} for f in folders]
+    rows = [{"run_id": f.path.name, **flat(_config(f))} for f in folders]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=["run_id"])

@@ -11,7 +11,6 @@ import traceback
 from pathlib import Path
 from typing import Mapping, Optional
 
-import yaml
 
 from scaling.launch.preempt import Preempted, PreemptSignal, RequeueOnSignal, requeue_job, slurm_trainer_overrides
 
@@ -39,9 +38,8 @@ def after_preemption(folder: Path, step: int, env: Mapping[str, str]) -> int:
 
     job_id = env.get("SLURM_JOB_ID", "")
     restarts = int(env.get("SLURM_RESTART_COUNT") or 0)
-    config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-    max_requeues = int((config.get("launcher") or {}).get("max_requeues", 1))
     run = RunFolder(folder)
+    max_requeues = int((run.read_config().get("launcher") or {}).get("max_requeues", 1))
     if not job_id:
         problem: Optional[str] = "not requeued: no SLURM_JOB_ID"
     else:

@@ -13,7 +13,6 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 
 if TYPE_CHECKING:
     from scaling.plan import RunSpec
@@ -26,7 +25,7 @@ def planned_spec(folder: Path, threads: int | None = None) -> "RunSpec":
     from scaling.store import RunFolder
 
     run = RunFolder(folder)
-    cfg = from_dict(yaml.safe_load(run.config_path.read_text()))
+    cfg = from_dict(run.read_config())
     cfg.run.root = str(folder.absolute().parent.parent)  # the folder may have moved since it was planned
     if threads:
         cfg.trainer.threads = threads

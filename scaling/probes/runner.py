@@ -24,7 +24,6 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-import yaml
 
 from scaling.probes.embeddings import image_embeddings, text_embeddings
 from scaling.probes.knn import knn_accuracy, nearest_neighbours
@@ -52,12 +51,13 @@ def load_run(run_dir: Path | str, untrained: bool = False, device: str = "cpu") 
     from scaling.config import from_dict
     from scaling.data import build_data
     from scaling.models import build_model
+    from scaling.store import RunFolder
 
     run_dir = Path(run_dir)
-    config = run_dir / "config.yaml"
-    if not config.exists():
-        raise ProbeError(f"{run_dir} has no config.yaml; give a run folder (runs/SWEEP/RUN_ID) or a sweep folder")
-    cfg = from_dict(yaml.safe_load(config.read_text()))
+    try:
+        cfg = from_dict(RunFolder(run_dir).read_config())
+    except FileNotFoundError:
+        raise ProbeError(f"{run_dir} has no config.yaml; give a run folder (runs/SWEEP/RUN_ID) or a sweep folder") from None
     data = build_data(cfg.data)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # what pl.seed_everything(cfg.seed) does for torch in train()
