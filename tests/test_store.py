@@ -48,6 +48,28 @@ def test_only_the_store_writes_record_json():
     assert "record.json" in (PACKAGE / "store.py").read_text()
 
 
+
+def test_only_the_store_reads_config_yaml():
+    """Run folders' config.yaml is read through RunFolder.read_config; a damaged one is named."""
+    readers = [f"{path.relative_to(PACKAGE)}:{number}" for path in PACKAGE.rglob("*.py") if path.name != "store.py"
+               for number, line in enumerate(path.read_text().splitlines(), 1)
+               if re.search(r"config_path\.read_text|config\.yaml\"\)\.read_text", line)]
+    assert readers == []
+
+
+@pytest.mark.parametrize("content,error", [("model: {width: 8}\n", None), ("[1, 2]\n", "holds a list"),
+                                           ("model: {width: 8\n", "is not valid YAML"), (None, "")])
+def test_a_run_config_is_read_or_named(tmp_path, content, error):
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    if content is not None:
+        folder.config_path.write_text(content)
+    if error is None:
+        assert folder.read_config() == {"model": {"width": 8}}
+    else:
+        with pytest.raises(ValueError if content else FileNotFoundError, match=re.escape(str(folder.config_path))):
+            folder.read_config()
+
 @pytest.mark.parametrize("content,problem", [("", "is empty"), ('{"status": "compl', "is not valid JSON"),
                                              ("[1, 2]", "holds a list")])
 def test_a_damaged_record_is_named(tmp_path, content, problem):
