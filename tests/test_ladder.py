@@ -160,6 +160,25 @@ def test_fit_never_sees_the_targets_and_scores_them(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["n_points"] == len(runs)
 
 
+
+def test_a_budget_whose_best_run_is_its_smallest_size_is_named(tmp_path, capsys):
+    """The frontier of a ladder takes each budget's best run; when that is an end of the sizes tried the
+    budget's optimum may lie beyond it, and the fit says where to add sizes."""
+    import math
+
+    def centred(N: float, D: float) -> float:  # falls with C; at each C lowest at the prior's N_opt
+        return 1 + (6 * N * D) ** -0.1 + 0.01 * (math.log(N) - 0.5 * math.log(N * D / 60)) ** 2
+
+    _write_ladder(tmp_path / "centred", centred)
+    assert main(["fit", str(tmp_path / "centred" / "quickstart"), "--law", "compute", "--frontier"]) == 0
+    assert "the best run is the" not in capsys.readouterr().out
+    runs = _write_ladder(tmp_path / "small", lambda N, D: 1 + N / 1e7 + 1 / D ** 0.1)  # smaller is better
+    assert main(["fit", str(tmp_path / "small" / "quickstart"), "--law", "compute", "--frontier"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "the best run is the" in x)
+    fitted = sorted({spec.cfg.budget.flops for spec in runs})[:-1]  # the top budget is the held-out target
+    assert line.startswith("warning: frontier: at budgets ") and "smallest size tried" in line
+    assert line.count("(N = ") == len(fitted) and "add smaller sizes" in line
+
 def test_targets_not_completed_are_not_scored(tmp_path, capsys):
     runs = _write_ladder(tmp_path)
     top = max(spec.cfg.budget.flops for spec in runs)

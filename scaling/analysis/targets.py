@@ -19,6 +19,7 @@ class TargetSplit:
     targets: Any
     budgets: list[float] = field(default_factory=list)
     excluded: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def ladder_targets(folder: str | Path) -> dict[str, list[float]]:
@@ -57,7 +58,8 @@ def split_targets(runs: Any, source: str | None, frontier: bool) -> TargetSplit:
     mask = runs.apply(lambda row: is_target(row.get("budget_flops"), targets.get(row.get("sweep"), [])), axis=1)
     budgets = sorted({c for found in targets.values() for c in found})
     fitted, excluded = (budget_best(runs[~mask]) if frontier else (runs[~mask], []))
-    return TargetSplit(fitted=fitted, targets=runs[mask], budgets=budgets, excluded=excluded)
+    warnings = edge_best_warnings(runs[~mask]) if frontier else []
+    return TargetSplit(fitted=fitted, targets=runs[mask], budgets=budgets, excluded=excluded, warnings=warnings)
 
 
 def budget_best(runs: Any) -> tuple[Any, list[dict]]:
@@ -73,6 +75,30 @@ def budget_best(runs: Any) -> tuple[Any, list[dict]]:
                for run in runs.loc[~keep, "run_id"]]
     return runs[keep], dropped
 
+
+
+def edge_best_warnings(runs: Any) -> list[str]:
+    """A warning per side for the ladder budgets whose best run is their smallest (or largest) size: the
+    budget's optimum may lie beyond the sizes tried, so its frontier point may sit above the frontier."""
+    import pandas as pd
+
+    from scaling.analysis.formatting import fmt_count
+
+    loss = pd.to_numeric(runs["loss"], errors="coerce")
+    frame = runs.assign(loss=loss)[loss.notna() & runs["budget_flops"].notna()]
+    sides: dict[str, list[str]] = {"smallest": [], "largest": []}
+    for budget, group in frame.groupby("budget_flops"):
+        n = pd.to_numeric(group["N"], errors="coerce")
+        if n.nunique() < 2:
+            continue
+        best = n[group["loss"].idxmin()]
+        side = "smallest" if best == n.min() else "largest" if best == n.max() else None
+        if side:
+            sides[side].append(f"{float(budget):.2g} (N = {fmt_count(best)})")
+    return [f"frontier: at budget{'s' * (len(found) > 1)} {', '.join(found)} the best run is the {side} size tried: "
+            f"the optimum may lie {'below' if side == 'smallest' else 'above'} it, so the frontier point may be too "
+            f"high; add {'smaller' if side == 'smallest' else 'larger'} sizes there (--law isoflop says which)"
+            for side, found in sides.items() if found]
 
 def score_targets(result: Any, targets: Any, fitted: Any, frontier: bool) -> dict[str, Any]:
     """The law's prediction of each completed held-out run (with --frontier: each target budget's best run):

@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         source.runs = split.fitted
         result = _fit(args, source)
         result.excluded += split.excluded
+        result.warnings += split.warnings
         if split.budgets and result.law in PARAMETRIC_LAWS:
             result.details["targets"] = score_targets(result, split.targets, split.fitted, args.frontier)
         predictions = _predictions(result, args.predict)
