@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from scaling.branches import savings
 from scaling.launch.local import launch
 from scaling.plan import plan_run, plan_sweep
@@ -123,3 +125,6 @@ def test_a_ladder_of_branches_trains_and_its_fit_scores_the_target(runs_root, ca
     assert result["n_points"] == 4  # the best branch of each fitted budget
     scored = result["details"]["targets"]["runs"]
     assert len(scored) == 1 and scored[0]["run"] in set(branches["run_id"])
+    fitted = branches[branches["budget_flops"] < 1.4e9]
+    top_fitted = fitted.loc[fitted.groupby("budget_flops")["loss"].idxmin(), "C"].max()  # a trunk runs past it
+    assert result["details"]["targets"]["decades"] == pytest.approx(math.log10(scored[0]["C"] / top_fitted))

@@ -83,9 +83,10 @@ def edge_best_warnings(runs: Any) -> list[str]:
     import pandas as pd
 
     from scaling.analysis.formatting import fmt_count
+    from scaling.analysis.hygiene import usable
 
-    loss = pd.to_numeric(runs["loss"], errors="coerce")
-    frame = runs.assign(loss=loss)[loss.notna() & runs["budget_flops"].notna()]
+    ok = usable(runs, ("N", "loss")) & runs["budget_flops"].notna()  # completed runs; a trunk has no budget
+    frame = runs[ok].assign(loss=pd.to_numeric(runs.loc[ok, "loss"]))
     sides: dict[str, list[str]] = {"smallest": [], "largest": []}
     for budget, group in frame.groupby("budget_flops"):
         n = pd.to_numeric(group["N"], errors="coerce")
@@ -106,6 +107,7 @@ def score_targets(result: Any, targets: Any, fitted: Any, frontier: bool) -> dic
     import numpy as np
     import pandas as pd
 
+    from scaling.analysis.hygiene import usable
     from scaling.analysis.laws import get_law
 
     done = targets[pd.to_numeric(targets["loss"], errors="coerce").notna()]
@@ -119,7 +121,7 @@ def score_targets(result: Any, targets: Any, fitted: Any, frontier: bool) -> dic
     rows = [{"run": r, "N": int(n), "D": int(d), "C": float(c), "loss": float(o), "predicted": float(p),
              "rel_error": float(e)}
             for r, n, d, c, o, p, e in zip(done["run_id"], done["N"], done["D"], done["C"], observed, predicted, errors)]
-    top_fitted = float(pd.to_numeric(fitted["C"], errors="coerce").max())
+    top_fitted = float(pd.to_numeric(fitted.loc[usable(fitted, ("C", "loss")), "C"]).max())  # no trunk, no failed run
     return {"budgets": sorted({float(c) for c in targets["budget_flops"]}), "planned": len(targets),
             "scored": len(rows), "runs": rows, "mean_rel_error": float(np.mean(errors)) if rows else None,
             "mean_abs_rel_error": float(np.mean(np.abs(errors))) if rows else None,
