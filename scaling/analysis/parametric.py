@@ -63,7 +63,21 @@ def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible:
                               lbfgs_options)
         result.bootstrap["clusters"] = clusters
     _add_diagnostics(result, model, corr, corr_threshold, bootstrap > 0, kept["loss"].to_numpy(dtype=float))
+    _note_unvaried(result, model, kept)
     return result
+
+
+def _note_unvaried(result: FitResult, model: Law, kept: pd.DataFrame) -> None:
+    """A law variable that takes one value in the fitted runs (D in an lr sweep at fixed tokens) leaves its
+    terms unidentified: fit_info['unvaried'] names it, and the law predicts nothing away from that value."""
+    unvaried = [v for v in model.variables if kept[v].nunique() == 1] if len(model.variables) > 1 else []
+    if unvaried:
+        result.fit_info["unvaried"] = unvaried
+        result.a = result.b = result.G = None  # an allocation along C moves the unvaried variable too
+        values = ", ".join(f"{v} = {float(kept[v].iloc[0]):,.0f}" for v in unvaried)
+        result.warnings.append(f"every fitted run has {values}: the law's {' and '.join(unvaried)} terms are not "
+                               "identified, so it predicts nothing at other values (vary them, or fit a law of "
+                               "what varies)")
 
 
 def _check_options(options: Mapping[str, Any]) -> None:

@@ -141,7 +141,7 @@ def _shown_C(an: Analysis) -> list[float]:
 
 def frontier_curve(an: Analysis, C: Optional[np.ndarray] = None) -> Optional[pd.DataFrame]:
     """The fitted compute-optimal loss: C, loss, lo, hi (the bootstrap band), extrapolated (beyond the runs)."""
-    if not an.loss_law or not len(an.usable):
+    if not an.loss_law or not len(an.usable) or an.main.fit_info.get("unvaried"):
         return None
     C = compute_grid(an) if C is None else np.asarray(C, dtype=float)
     main = an.main
@@ -188,6 +188,8 @@ def draw_band(main: FitResult, along: Callable[[FitResult], np.ndarray], level: 
 def target_prediction(an: Analysis) -> Optional[dict[str, float]]:
     """At the target compute: C, loss (with lo, hi) and, with an allocation, N_opt and D_opt."""
     if an.main is None or not finite(an.target_C):
+        return None
+    if an.main.fit_info.get("unvaried"):  # not identified away from the runs' one value: no prediction
         return None
     out: dict[str, float] = {"C": an.target_C}
     curve = frontier_curve(an, np.array([an.target_C]))
@@ -275,7 +277,7 @@ def isoflop_profiles(an: Analysis) -> tuple[str, list[dict[str, Any]]]:
     data = _data_profiles(an)
     if data:
         return "data", data
-    if an.main is None or an.main.law not in LOSS_LAWS or not len(an.usable):
+    if an.main is None or an.main.law not in LOSS_LAWS or not an.main.has_allocation or not len(an.usable):
         return "", []
     lo, hi = float(an.usable["C"].min()), float(an.usable["C"].max())
     budgets = np.geomspace(lo, max(hi, lo * 10), 4)

@@ -117,6 +117,7 @@ def _prediction(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         with np.errstate(all="ignore"):  # overflow in far-off starts and resamples is expected, not news
             result = fit(split.fitted, args.law, bootstrap=args.bootstrap, seed=args.seed, level=args.level,
                          frontier=args.frontier)
+        _check_identified(result, target, split.fitted)
         predicted = predict_target(result, target, variables, split.fitted)
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -124,6 +125,16 @@ def _prediction(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     return prediction_record(args.name, str(folder), result, target, predicted,
                              excluded + split.excluded + result.excluded, options)
 
+
+
+def _check_identified(result: Any, target: Any, fitted: Any) -> None:
+    """Refuse a target away from the one value of a law variable every fitted run shares (ValueError)."""
+    for name in result.fit_info.get("unvaried", []):
+        value = float(fitted[name].iloc[0])
+        wanted = getattr(target, name, None)
+        if wanted is None or abs(float(wanted) / value - 1) > 1e-6:
+            raise ValueError(f"every fitted run has {name} = {value:,.0f}, so law {result.law} is not identified at "
+                             f"{target.label()}; add runs at other {name} (or predict at {name} = {value:,.0f})")
 
 def _lines(record: dict[str, Any], path: Path) -> list[str]:
     from collections import Counter

@@ -108,3 +108,21 @@ def test_sweep_folder_with_curves(tmp_path, capsys):
     assert scaling_fit([str(sweep), "--law", "compute", "--holdout", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["backtest"]["held_out"] == 2 and out["backtest"]["decades"] > 0
+
+
+def test_a_law_whose_variable_never_varies_predicts_nothing_beyond_it(tmp_path, capsys):
+    """An lr or width sweep at one token count: Chinchilla's D terms are not identified, so fit, report and
+    predict give no allocation and no prediction away from that D (they used to print one, outside its interval)."""
+    N = [2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6]
+    table = pd.DataFrame({"N": N, "D": 2e5, "loss": [2.0 + 30 / n ** 0.35 for n in N]})
+    table["C"] = 6 * table["N"] * table["D"]
+    path = tmp_path / "runs.csv"
+    table.to_csv(path, index=False)
+    assert scaling_fit([str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fit"]["unvaried"] == ["D"] and "a" not in out
+    assert any("every fitted run has D = 200,000" in w for w in out["warnings"])
+    assert main(["report", str(path), "-o", str(tmp_path / "report")]) == 0
+    printed = capsys.readouterr().out
+    assert "no prediction: every fitted run has the same D" in printed and "predicted loss" not in printed
+    assert "N_opt" not in printed

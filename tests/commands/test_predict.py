@@ -168,6 +168,18 @@ def test_bad_input_is_one_line_and_writes_nothing(args, words, ladder, capsys):
     assert not (sweep / "predictions").exists() or not any((sweep / "predictions").iterdir())
 
 
+
+def test_a_law_not_identified_at_the_target_is_refused(ladder, capsys):
+    """Every fitted run at one D (an lr or width sweep): Chinchilla predicts at that D and nowhere else."""
+    sweep, fitted, _ = ladder()
+    for run in fitted:
+        RunFolder(sweep / run.run_id).update_record(D=200_000)
+    assert _predict(sweep, "--target", "3.3e12", "--name", "p", "--bootstrap", "0") == 2
+    err = capsys.readouterr().err.strip()
+    assert "every fitted run has D = 200,000, so law chinchilla is not identified at C 3.3e+12" in err
+    assert len(err.splitlines()) == 1 and not (sweep / "predictions").exists()
+    assert _predict(sweep, "--target", "N=2e5,D=2e5", "--name", "q", "--bootstrap", "0") == 0
+
 def test_a_table_file_is_refused(tmp_path, capsys):
     table = tmp_path / "runs.csv"
     table.write_text("N,D,C,loss\n1,2,3,4\n")
