@@ -270,7 +270,7 @@ def test_a_ladder_of_branches_trains_each_width_once(tmp_path):
         assert abs(branch.C / branch.cfg.budget.flops - 1) <= plan.sweep.budget_tolerance
         assert branch.steps >= plan.sweep.min_steps
     assert max(trunk.steps for trunk in trunks.values()) == max(max(t.cfg.trainer.keep_steps) for t in trunks.values())
-    assert savings(plan.runs)["ratio"] < 0.8
+    assert savings(plan.runs)["ratio"] < 0.85  # with the quickstart's 40% cooldowns (0.75 with 20%)
 
 
 def test_a_ladder_of_branches_refuses_rules_of_d_or_c(tmp_path, capsys):
