@@ -248,8 +248,11 @@ def _c_per_6nd(fitted: Any) -> tuple[Any, Any]:
 def _loss_entry(loss: float, lo: Optional[float], hi: Optional[float]) -> dict[str, Any]:
     if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
         return {"loss": loss, "lo": None, "hi": None, "interval": "none: fitted with --bootstrap 0"}
-    return {"loss": loss, "lo": lo, "hi": hi,
-            "interval": "bootstrap percentile interval of the law's prediction (parameter uncertainty only)"}
+    entry = {"loss": loss, "lo": lo, "hi": hi,
+             "interval": "bootstrap percentile interval of the law's prediction (parameter uncertainty only)"}
+    if not lo <= loss <= hi:  # a percentile interval can miss an unstable fit's own estimate: say so
+        entry["outside_interval"] = True
+    return entry
 
 
 def project_version() -> dict[str, Any]:

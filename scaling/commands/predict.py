@@ -136,6 +136,7 @@ def _check_identified(result: Any, target: Any, fitted: Any) -> None:
             raise ValueError(f"every fitted run has {name} = {value:,.0f}, so law {result.law} is not identified at "
                              f"{target.label()}; add runs at other {name} (or predict at {name} = {value:,.0f})")
 
+
 def _lines(record: dict[str, Any], path: Path) -> list[str]:
     from collections import Counter
 
@@ -145,6 +146,9 @@ def _lines(record: dict[str, Any], path: Path) -> list[str]:
     interval = (f" [{p['lo']:.4f}, {p['hi']:.4f}] ({record['level']:.0%}, {record['bootstrap']} bootstrap replicates)"
                 if p["lo"] is not None else " (no interval: --bootstrap 0)")
     lines = [f"prediction {record['name']}: {record['law']} law at {target.label()}: loss {p['loss']:.4f}{interval}"]
+    if p.get("outside_interval"):
+        lines.append("  note: the estimate lies outside its interval: the resampled fits disagree with the fit to all "
+                     "runs, so these runs do not pin the law down (see scaling fit's warnings)")
     if "N_opt" in p:
         lines.append(f"  at its compute-optimal point N_opt {p['N_opt']:,.0f}, D_opt {p['D_opt']:,.0f} "
                      f"(C / 6ND = {p['C_per_6ND']:.3f}, from the fitted runs)")

@@ -137,6 +137,8 @@ def summary_lines(an: Any, target: Any) -> list[str]:
                      "law is not identified beyond them")
     if target and "loss" in target:
         interval = f" [{target['lo']:.3f}, {target['hi']:.3f}]" if target.get("lo") == target.get("lo") else ""
+        if interval and not target["lo"] <= target["loss"] <= target["hi"]:
+            interval += " (the estimate outside its interval: these runs do not pin the law down)"
         sizes = f", N_opt {fmt_count(target['N_opt'])}, D_opt {fmt_count(target['D_opt'])}" if "N_opt" in target else ""
         lines.append(f"at C = {fmt_flops(target['C'])}: predicted loss {target['loss']:.3f}{interval}{sizes}")
     bt = an.main.backtest

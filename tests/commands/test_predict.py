@@ -13,6 +13,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,6 +180,21 @@ def test_a_law_not_identified_at_the_target_is_refused(ladder, capsys):
     assert "every fitted run has D = 200,000, so law chinchilla is not identified at C 3.3e+12" in err
     assert len(err.splitlines()) == 1 and not (sweep / "predictions").exists()
     assert _predict(sweep, "--target", "N=2e5,D=2e5", "--name", "q", "--bootstrap", "0") == 0
+
+
+def test_an_estimate_outside_its_own_interval_is_said():
+    """A percentile interval can miss an unstable fit's estimate (an lr sweep's Chinchilla fit gave 2.6610
+    [2.6221, 2.6563]): the record marks it and the printed prediction says what it means."""
+    from scaling.analysis.predictions import _loss_entry
+    from scaling.commands.predict import _lines
+
+    assert "outside_interval" not in _loss_entry(2.64, 2.62, 2.66)
+    entry = _loss_entry(2.661, 2.6221, 2.6563)
+    assert entry["outside_interval"] is True
+    record = {"name": "p", "law": "chinchilla", "target": {"kind": "point", "spec": "N=3e6,D=2e5", "N": 3e6,
+              "D": 2e5}, "predicted": entry, "level": 0.95, "bootstrap": 100, "excluded": [], "n_fitted": 56,
+              "version": {"scaling": "0", "git_commit": None, "git_dirty": False}}
+    assert "the estimate lies outside its interval" in "\n".join(_lines(record, Path("p.json")))
 
 def test_a_table_file_is_refused(tmp_path, capsys):
     table = tmp_path / "runs.csv"
