@@ -179,6 +179,16 @@ def test_a_budget_whose_best_run_is_its_smallest_size_is_named(tmp_path, capsys)
     assert line.startswith("warning: frontier: at budgets ") and "smallest size tried" in line
     assert line.count("(N = ") == len(fitted) and "add smaller sizes" in line
 
+
+def test_a_damaged_config_does_not_hide_the_targets(tmp_path, capsys):
+    runs = _write_ladder(tmp_path)
+    top = max(spec.cfg.budget.flops for spec in runs)
+    fitted = next(spec for spec in runs if spec.cfg.budget.flops < top)
+    RunFolder(fitted.path).config_path.write_text("[1, 2]\n")
+    assert main(["fit", str(tmp_path / "quickstart"), "--law", "chinchilla", "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)["details"]["targets"]
+    assert scored["budgets"] == [top] and scored["scored"] == 3
+
 def test_targets_not_completed_are_not_scored(tmp_path, capsys):
     runs = _write_ladder(tmp_path)
     top = max(spec.cfg.budget.flops for spec in runs)

@@ -24,15 +24,17 @@ class TargetSplit:
 
 def ladder_targets(folder: str | Path) -> dict[str, list[float]]:
     """{sweep name: held-out budgets} for the ladder sweeps under a folder, from each sweep's newest config.yaml
-    (config.yaml is rewritten whenever a run is planned again; sweep.* is outside run identity)."""
+    (a run's config.yaml is written when it is planned, and sweep.* is outside run identity, so the newest
+    says the sweep's current design; a completed run keeps the one it was planned with)."""
     from scaling.ladder import held_out_budgets
     from scaling.store import find_run_folders
 
     newest: dict[str, tuple[float, dict]] = {}
     for run in find_run_folders(folder):
-        if not run.config_path.exists():
+        try:
+            sweep = run.read_config().get("sweep") or {}
+        except (OSError, ValueError):  # no config.yaml, or a damaged one: that run says nothing of targets
             continue
-        sweep = run.read_config().get("sweep") or {}
         stamp = run.config_path.stat().st_mtime
         if sweep.get("mode") == "ladder" and stamp >= newest.get(sweep.get("name"), (-1.0, {}))[0]:
             newest[sweep["name"]] = (stamp, sweep)

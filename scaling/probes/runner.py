@@ -55,9 +55,12 @@ def load_run(run_dir: Path | str, untrained: bool = False, device: str = "cpu") 
 
     run_dir = Path(run_dir)
     try:
-        cfg = from_dict(RunFolder(run_dir).read_config())
+        config = RunFolder(run_dir).read_config()
     except FileNotFoundError:
         raise ProbeError(f"{run_dir} has no config.yaml; give a run folder (runs/SWEEP/RUN_ID) or a sweep folder") from None
+    except ValueError as error:
+        raise ProbeError(f"{error}; restore that run's config.yaml, or probe another run") from None
+    cfg = from_dict(config)
     data = build_data(cfg.data)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # what pl.seed_everything(cfg.seed) does for torch in train()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,10 @@ def test_untrained_probe_does_not_touch_the_record_and_refusals(cnn_sweep: Path,
         probe_run(tmp_path / "r")
     assert probe_cli(str(tmp_path / "nowhere")) == 2
     assert probe_cli(str(tmp_path / "r")) == 2
+    damaged = Path(shutil.copytree(run, tmp_path / "damaged"))
+    (damaged / "config.yaml").write_text("[1, 2]\n")
+    with pytest.raises(ProbeError, match="holds a list, not a config; restore that run's config.yaml"):
+        probe_run(damaged, max_samples=200, pictures=False, write=False)
 
 
 # -------------------------------------------------------------------------- GPT
