@@ -189,6 +189,21 @@ def test_a_damaged_config_does_not_hide_the_targets(tmp_path, capsys):
     scored = json.loads(capsys.readouterr().out)["details"]["targets"]
     assert scored["budgets"] == [top] and scored["scored"] == 3
 
+
+def test_a_budget_s_best_point_averages_its_seeds_and_keeps_them_all():
+    """The frontier of a ladder with seeds: the best point of a budget by its seeds' mean loss, not the luckiest
+    seed, with every seed of that point kept (the target's three seeds are scored against their mean)."""
+    import pandas as pd
+
+    from scaling.analysis.targets import budget_best
+
+    runs = pd.DataFrame({"run_id": ["a0", "a1", "b0", "c0", "c1", "d0"],
+                         "budget_flops": [1e9, 1e9, 1e9, 2e9, 2e9, 2e9], "N": [1e4, 1e4, 2e4, 1e4, 1e4, 2e4],
+                         "D": [1e5, 1e5, 5e4, 2e5, 2e5, 1e5], "loss": [1.0, 1.4, 1.1, 2.0, 2.2, 2.3]})
+    kept, dropped = budget_best(runs)
+    assert list(kept["run_id"]) == ["b0", "c0", "c1"]  # a0's 1.0 is one lucky seed of a point averaging 1.2
+    assert sorted(d["run"] for d in dropped) == ["a0", "a1", "d0"]
+
 def test_targets_not_completed_are_not_scored(tmp_path, capsys):
     runs = _write_ladder(tmp_path)
     top = max(spec.cfg.budget.flops for spec in runs)

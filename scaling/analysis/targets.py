@@ -65,18 +65,21 @@ def split_targets(runs: Any, source: str | None, frontier: bool) -> TargetSplit:
 
 
 def budget_best(runs: Any) -> tuple[Any, list[dict]]:
-    """Per ladder budget (budget_flops), the run with the lowest loss; the others as exclusions."""
+    """Per ladder budget (budget_flops), the runs of its best point; the others as exclusions. A point is a
+    size (N, D): its seeds' losses are averaged first, so the best point is not the luckiest seed, and all its
+    seeds are kept (one run per point without seeds, as before)."""
     import pandas as pd
 
     loss = pd.to_numeric(runs["loss"], errors="coerce")
     if loss.isna().all():
         return runs, []
-    best = loss.groupby(runs["budget_flops"]).transform("min")
-    keep = (loss == best) | runs["budget_flops"].isna() | loss.isna()
+    point = [runs["budget_flops"], runs["N"], runs["D"]] if {"N", "D"} <= set(runs.columns) else [runs["budget_flops"]]
+    point_loss = loss.groupby(point, dropna=False).transform("mean") if len(point) > 1 else loss
+    best = point_loss.groupby(runs["budget_flops"]).transform("min")
+    keep = (point_loss == best) | runs["budget_flops"].isna() | loss.isna()
     dropped = [{"run": run, "reason": "not the best run of its budget (the frontier of an IsoFLOP ladder)"}
                for run in runs.loc[~keep, "run_id"]]
     return runs[keep], dropped
-
 
 
 def edge_best_warnings(runs: Any) -> list[str]:
