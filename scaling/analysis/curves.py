@@ -61,10 +61,7 @@ class CurveFit:
     def predicted_errors(self) -> dict[str, float | int] | None:
         """Over the predicted curves: the mean of their mean relative errors and the worst step; None if none."""
         predicted = [info for info in self.curves.values() if not info["fitted"]]
-        if not predicted:
-            return None
-        return {"curves": len(predicted), "mean_rel_err": float(np.mean([i["mean_rel_err"] for i in predicted])),
-                "max_rel_err": max(i["max_rel_err"] for i in predicted)}
+        return {"curves": len(predicted), **_errors_over(predicted)} if predicted else None
 
     def size_errors(self) -> dict[str, dict]:
         """Across sizes, per size label: N, its parameters, how many curves were fitted and predicted, and over
@@ -73,9 +70,8 @@ class CurveFit:
         for label, size in self.sizes.items():
             infos = [info for info in self.curves.values() if info.get("N") == size["N"]]
             predicted = [info for info in infos if not info["fitted"]]
-            out[label] = {**size, "fitted": len(infos) - len(predicted), "predicted": len(predicted),
-                          "mean_rel_err": float(np.mean([i["mean_rel_err"] for i in predicted])) if predicted else None,
-                          "max_rel_err": max(i["max_rel_err"] for i in predicted) if predicted else None}
+            errors = _errors_over(predicted) if predicted else {"mean_rel_err": None, "max_rel_err": None}
+            out[label] = {**size, "fitted": len(infos) - len(predicted), "predicted": len(predicted), **errors}
         return out
 
     def to_dict(self) -> dict:
@@ -149,6 +145,12 @@ def fit_curves(curves: Mapping[str, pd.DataFrame], law: str = "mpl", fit_on: Seq
     result.seconds = time.perf_counter() - began
     return result
 
+
+
+def _errors_over(infos: list[dict]) -> dict[str, float]:
+    """Over some curves' scores: the mean of their mean relative errors and the worst step."""
+    return {"mean_rel_err": float(np.mean([i["mean_rel_err"] for i in infos])),
+            "max_rel_err": max(i["max_rel_err"] for i in infos)}
 
 def _check_request(curves: Mapping[str, pd.DataFrame], law: str, fit_on: Sequence[str] | None) -> list[str]:
     if law not in CURVE_LAWS:

@@ -141,8 +141,8 @@ def _shown_C(an: Analysis) -> list[float]:
 
 def frontier_curve(an: Analysis, C: Optional[np.ndarray] = None) -> Optional[pd.DataFrame]:
     """The fitted compute-optimal loss: C, loss, lo, hi (the bootstrap band), extrapolated (beyond the runs)."""
-    if not an.loss_law or not len(an.usable) or an.main.fit_info.get("unvaried"):
-        return None
+    if not an.loss_law or not len(an.usable) or (an.main.law != "compute" and not an.main.has_allocation):
+        return None  # a law of N and D without an allocation (a variable it never saw vary) has no frontier
     C = compute_grid(an) if C is None else np.asarray(C, dtype=float)
     main = an.main
     if main.law == "compute":
@@ -188,8 +188,6 @@ def draw_band(main: FitResult, along: Callable[[FitResult], np.ndarray], level: 
 def target_prediction(an: Analysis) -> Optional[dict[str, float]]:
     """At the target compute: C, loss (with lo, hi) and, with an allocation, N_opt and D_opt."""
     if an.main is None or not finite(an.target_C):
-        return None
-    if an.main.fit_info.get("unvaried"):  # not identified away from the runs' one value: no prediction
         return None
     out: dict[str, float] = {"C": an.target_C}
     curve = frontier_curve(an, np.array([an.target_C]))

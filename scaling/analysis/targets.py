@@ -60,7 +60,7 @@ def split_targets(runs: Any, source: str | None, frontier: bool) -> TargetSplit:
     mask = runs.apply(lambda row: is_target(row.get("budget_flops"), targets.get(row.get("sweep"), [])), axis=1)
     budgets = sorted({c for found in targets.values() for c in found})
     fitted, excluded = (budget_best(runs[~mask]) if frontier else (runs[~mask], []))
-    warnings = edge_best_warnings(runs[~mask]) if frontier else []
+    warnings = edge_best_warnings(runs[~mask], fitted) if frontier else []
     return TargetSplit(fitted=fitted, targets=runs[mask], budgets=budgets, excluded=excluded, warnings=warnings)
 
 
@@ -82,29 +82,33 @@ def budget_best(runs: Any) -> tuple[Any, list[dict]]:
     return runs[keep], dropped
 
 
-def edge_best_warnings(runs: Any) -> list[str]:
-    """A warning per side for the ladder budgets whose best run is their smallest (or largest) size: the
-    budget's optimum may lie beyond the sizes tried, so its frontier point may sit above the frontier."""
+def edge_best_warnings(runs: Any, best: Any) -> list[str]:
+    """A warning per side for the ladder budgets whose best point (`best`, budget_best's choice among `runs`) is
+    their smallest (or largest) size: the optimum may lie beyond the sizes tried, so the frontier point may sit
+    above the frontier."""
     import pandas as pd
 
     from scaling.analysis.formatting import fmt_count
     from scaling.analysis.hygiene import usable
 
-    ok = usable(runs, ("N", "loss")) & runs["budget_flops"].notna()  # completed runs; a trunk has no budget
-    frame = runs[ok].assign(loss=pd.to_numeric(runs.loc[ok, "loss"]))
+    def completed(frame: Any) -> Any:  # a trunk has no budget; a failed run no loss
+        return frame[usable(frame, ("N", "loss")) & frame["budget_flops"].notna()]
+
+    chosen = completed(best).groupby("budget_flops")["N"].first()
     sides: dict[str, list[str]] = {"smallest": [], "largest": []}
-    for budget, group in frame.groupby("budget_flops"):
+    for budget, group in completed(runs).groupby("budget_flops"):
         n = pd.to_numeric(group["N"], errors="coerce")
-        if n.nunique() < 2:
+        if n.nunique() < 2 or budget not in chosen.index:
             continue
-        best = n[group["loss"].idxmin()]
-        side = "smallest" if best == n.min() else "largest" if best == n.max() else None
+        at = chosen[budget]
+        side = "smallest" if at == n.min() else "largest" if at == n.max() else None
         if side:
-            sides[side].append(f"{float(budget):.2g} (N = {fmt_count(best)})")
+            sides[side].append(f"{float(budget):.2g} (N = {fmt_count(at)})")
     return [f"frontier: at budget{'s' * (len(found) > 1)} {', '.join(found)} the best run is the {side} size tried: "
             f"the optimum may lie {'below' if side == 'smallest' else 'above'} it, so the frontier point may be too "
             f"high; add {'smaller' if side == 'smallest' else 'larger'} sizes there (--law isoflop says which)"
             for side, found in sides.items() if found]
+
 
 def score_targets(result: Any, targets: Any, fitted: Any, frontier: bool) -> dict[str, Any]:
     """The law's prediction of each completed held-out run (with --frontier: each target budget's best run):

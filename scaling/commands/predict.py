@@ -126,7 +126,6 @@ def _prediction(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                              excluded + split.excluded + result.excluded, options)
 
 
-
 def _check_identified(result: Any, target: Any, fitted: Any) -> None:
     """Refuse a target away from the one value of a law variable every fitted run shares (ValueError)."""
     for name in result.fit_info.get("unvaried", []):

@@ -128,10 +128,10 @@ def summary_lines(an: Any, target: Any) -> list[str]:
         lines.append(f"no {an.law} fit: {an.errors.get(an.law, '')}")
         return lines
     ci = an.main.ci.get("a") if an.main.ci else None
-    unvaried = an.main.fit_info.get("unvaried")
     allocation = f", N_opt ∝ C^{an.main.a:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") \
-        if an.main.a is not None and not unvaried else ""
+        if an.main.a is not None else ""
     lines.append(f"{an.law} fit of {an.main.n_points} runs{allocation}")
+    unvaried = an.main.fit_info.get("unvaried")
     if unvaried:
         lines.append(f"no prediction: every fitted run has the same {' and '.join(unvaried)}, so the {an.law} "
                      "law is not identified beyond them")

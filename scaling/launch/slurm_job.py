@@ -11,7 +11,6 @@ import traceback
 from pathlib import Path
 from typing import Mapping, Optional
 
-
 from scaling.launch.preempt import Preempted, PreemptSignal, RequeueOnSignal, requeue_job, slurm_trainer_overrides
 
 

@@ -13,7 +13,6 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 if TYPE_CHECKING:
     from scaling.plan import RunSpec
 
