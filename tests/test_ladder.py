@@ -18,7 +18,8 @@ from scaling.ladder import (Size, batch_samples, expected_optimum, held_out_budg
 from scaling.plan import plan_sweep
 from scaling.store import RunFolder, Status
 
-QUICK = ["experiment=quickstart"]
+QUICK = ["experiment=quickstart_v1"]  # 18 runs, 3 sizes a budget: the tests that write known losses into a ladder
+DESIGNS = pytest.mark.parametrize("design", ["experiment=quickstart", "experiment=quickstart_v1"])
 
 
 def _by_budget(plan) -> dict[float, list]:
@@ -35,8 +36,9 @@ def _sweep(**fields) -> SimpleNamespace:
     return SimpleNamespace(**{**base, **fields})
 
 
-def test_sizes_bracket_the_prior_optimum_per_budget(tmp_path):
-    plan = plan_sweep([*QUICK, f"run.root={tmp_path}"])
+@DESIGNS
+def test_sizes_bracket_the_prior_optimum_per_budget(design, tmp_path):
+    plan = plan_sweep([design, f"run.root={tmp_path}"])
     budgets, targets = _by_budget(plan), held_out_budgets(plan.sweep)
     assert len(budgets) >= 4 and targets == [max(budgets)]
     for C, specs in budgets.items():
@@ -44,6 +46,9 @@ def test_sizes_bracket_the_prior_optimum_per_budget(tmp_path):
         sizes = sorted(spec.N for spec in specs)
         wanted = (plan.sweep.holdout_sizes or plan.sweep.sizes_per_budget) if C in targets else plan.sweep.sizes_per_budget
         assert wanted - 1 <= len(sizes) <= wanted, f"budget {C:g} kept {len(sizes)} sizes"
+        if len(sizes) == 1:  # a target of one run: the width nearest the expected optimum
+            assert abs(math.log10(sizes[0] / n_opt)) < 0.1
+            continue
         assert sizes[0] < n_opt < sizes[-1]
         spread = plan.sweep.span * (len(sizes) - 1) / (plan.sweep.sizes_per_budget - 1)
         assert math.log10(sizes[-1] / sizes[0]) >= spread  # sizes spread over about +-span decades
@@ -73,8 +78,9 @@ def test_batch_follows_the_rule_and_keeps_min_steps():
     assert batch_samples(1e9, small, _sweep(min_steps=1000), 128, {}) == 4  # never below batch_min
 
 
-def test_plan_keeps_min_steps_and_batch_grows_with_compute(tmp_path):
-    plan = plan_sweep([*QUICK, f"run.root={tmp_path}"])
+@DESIGNS
+def test_plan_keeps_min_steps_and_batch_grows_with_compute(design, tmp_path):
+    plan = plan_sweep([design, f"run.root={tmp_path}"])
     assert all(spec.steps >= plan.sweep.min_steps for spec in plan.runs)
     batches = [specs[0].cfg.optim.batch_size for _, specs in sorted(_by_budget(plan).items())]
     assert all(len({s.cfg.optim.batch_size for s in specs}) == 1 for specs in _by_budget(plan).values())
@@ -147,16 +153,16 @@ def test_fit_never_sees_the_targets_and_scores_them(tmp_path, capsys):
     runs = _write_ladder(tmp_path)
     top = max(spec.cfg.budget.flops for spec in runs)
     targets = {spec.run_id for spec in runs if spec.cfg.budget.flops == top}
-    assert main(["fit", str(tmp_path / "quickstart"), "--law", "chinchilla", "--json"]) == 0
+    assert main(["fit", str(tmp_path / "quickstart_v1"), "--law", "chinchilla", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n_points"] == len(runs) - len(targets)
     scored = result["details"]["targets"]
     assert {r["run"] for r in scored["runs"]} == targets and scored["decades"] >= 0.5
     assert abs(scored["mean_abs_rel_error"]) < 1e-3  # the law the losses came from
-    assert main(["fit", str(tmp_path / "quickstart"), "--law", "compute", "--frontier"]) == 0
+    assert main(["fit", str(tmp_path / "quickstart_v1"), "--law", "compute", "--frontier"]) == 0
     out = capsys.readouterr().out
     assert "targets: 1 held-out runs" in out and "not the best run of its budget" in out
-    assert main(["fit", str(tmp_path / "quickstart"), "--law", "chinchilla", "--all-runs", "--json"]) == 0
+    assert main(["fit", str(tmp_path / "quickstart_v1"), "--law", "chinchilla", "--all-runs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_points"] == len(runs)
 
 
@@ -170,10 +176,10 @@ def test_a_budget_whose_best_run_is_its_smallest_size_is_named(tmp_path, capsys)
         return 1 + (6 * N * D) ** -0.1 + 0.01 * (math.log(N) - 0.5 * math.log(N * D / 60)) ** 2
 
     _write_ladder(tmp_path / "centred", centred)
-    assert main(["fit", str(tmp_path / "centred" / "quickstart"), "--law", "compute", "--frontier"]) == 0
+    assert main(["fit", str(tmp_path / "centred" / "quickstart_v1"), "--law", "compute", "--frontier"]) == 0
     assert "the best run is the" not in capsys.readouterr().out
     runs = _write_ladder(tmp_path / "small", lambda N, D: 1 + N / 1e7 + 1 / D ** 0.1)  # smaller is better
-    assert main(["fit", str(tmp_path / "small" / "quickstart"), "--law", "compute", "--frontier"]) == 0
+    assert main(["fit", str(tmp_path / "small" / "quickstart_v1"), "--law", "compute", "--frontier"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "the best run is the" in x)
     fitted = sorted({spec.cfg.budget.flops for spec in runs})[:-1]  # the top budget is the held-out target
     assert line.startswith("warning: frontier: at budgets ") and "smallest size tried" in line
@@ -185,7 +191,7 @@ def test_a_damaged_config_does_not_hide_the_targets(tmp_path, capsys):
     top = max(spec.cfg.budget.flops for spec in runs)
     fitted = next(spec for spec in runs if spec.cfg.budget.flops < top)
     RunFolder(fitted.path).config_path.write_text("[1, 2]\n")
-    assert main(["fit", str(tmp_path / "quickstart"), "--law", "chinchilla", "--json"]) == 0
+    assert main(["fit", str(tmp_path / "quickstart_v1"), "--law", "chinchilla", "--json"]) == 0
     scored = json.loads(capsys.readouterr().out)["details"]["targets"]
     assert scored["budgets"] == [top] and scored["scored"] == 3
 
@@ -210,7 +216,7 @@ def test_targets_not_completed_are_not_scored(tmp_path, capsys):
     for spec in runs:
         if spec.cfg.budget.flops == top:
             RunFolder(spec.path).finish(Status.PLANNED, loss=None)
-    assert main(["fit", str(tmp_path / "quickstart"), "--law", "chinchilla", "--holdout", "2"]) == 0
+    assert main(["fit", str(tmp_path / "quickstart_v1"), "--law", "chinchilla", "--holdout", "2"]) == 0
     out = capsys.readouterr().out
     assert "none completed yet" in out and "backtest: held out the 2" in out
 
@@ -236,7 +242,7 @@ def test_a_prior_from_an_earlier_ladder_centres_the_next_one(tmp_path, capsys):
         folder = RunFolder(spec.path)
         folder.plan(spec, to_yaml(spec.cfg))
         folder.finish(Status.COMPLETED, loss=profiles(spec))
-    earlier = tmp_path / "first" / "quickstart"
+    earlier = tmp_path / "first" / "quickstart_v1"
     from scaling.analysis import fit
     from scaling.store import load_runs
 

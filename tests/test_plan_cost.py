@@ -31,7 +31,7 @@ def test_plan_writes_no_file_and_loads_no_trainer(tmp_path):
                           env={**os.environ, "HOME": str(home)}, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("sweep quickstart (mode ladder): 18 runs") and lines[-1] == "[]"
+    assert lines[0].startswith("sweep quickstart (mode ladder): 21 runs") and lines[-1] == "[]"
     assert files_under(home) == [] and files_under(work) == []
 
 

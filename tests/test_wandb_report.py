@@ -1,6 +1,6 @@
 """`scaling report SOURCE --wandb`: one offline W&B report run in the sweep's group, read back from its files.
 
-The sweep is the shipped quickstart ladder (tests/data/quickstart.csv: 18 runs trained on our
+The sweep is the shipped quickstart ladder (tests/data/quickstart_v1.csv: 18 runs of experiment=quickstart_v1 trained on our
 machine) laid out as run folders, each with its record and a config.yaml composed from the real config
 (logger=wandb, as its runs were trained), so the report is fitted and logged without training anything.
 """
@@ -26,7 +26,7 @@ from tests.conftest import TINY_GPT, tiny
 from tests.wandb_offline import logged_file, offline_runs, read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
-LADDER = ROOT / "tests" / "data" / "quickstart.csv"
+LADDER = ROOT / "tests" / "data" / "quickstart_v1.csv"
 VARIED = {"model.width": "width", "model.depth": "depth", "optim.lr": "lr", "optim.batch_size": "batch_size",
           "budget.flops": "budget_flops"}
 

@@ -44,8 +44,8 @@ def fit(frame: pd.DataFrame, law: str = "chinchilla", *, curves: pd.DataFrame | 
         holdout: int | float | None = None, seed: int = 0, level: float = 0.95, **options: Any) -> FitResult:
     """Fit `law` to a run table and return a FitResult.
 
-    law: chinchilla | kaplan (L(N, D)), compute | params | data (L(C), L(N), L(D), with E unless
-    irreducible=False), isoflop (approach 2) or envelope (approach 1, needs `curves`).
+    law: chinchilla | kaplan (L(N, D)), compute | params | data (L(C), L(N), L(D); with E where the
+    points support it, irreducible="auto", or always True / never False), isoflop (approach 2) or envelope (approach 1, needs `curves`).
     columns renames {table name: frame column}; where filters rows (a pandas query); D = C / (6 N)
     when only N and C are given. bootstrap=B adds B-replicate percentile intervals at `level`;
     holdout=K (or a fraction) backtests on the K highest-compute runs. Other options go to the
@@ -83,7 +83,7 @@ def _backtest(frame: pd.DataFrame, law: str, holdout: int | float, seed: int, op
     if law not in PARAMETRIC_LAWS:
         raise AnalysisError(f"--holdout needs a law that predicts the loss ({', '.join(PARAMETRIC_LAWS)}); "
                             f"{law} gives N_opt(C) only")
-    model = get_law(law, irreducible=options.get("irreducible", True))
+    model = get_law(law, irreducible=options.get("irreducible", "auto") is not False)
     needed = (*model.variables, "loss", *(["C"] if "C" in frame.columns else []))
     usable, _ = clean(frame, needed, f"law {law}", min_points=model.n_params + 2)
     # per-row weight arrays do not survive the split; a weight column does

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Mapping, Sequence
 
@@ -36,7 +37,7 @@ def _run_clusters(kept: pd.DataFrame) -> str | None:
     return "run_cluster"
 
 
-def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible: bool = True, delta: float = 1e-3,
+def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible: bool | str = "auto", delta: float = 1e-3,
                    grid: Mapping[str, Any] | None = None, starts: np.ndarray | None = None,
                    weights: str | Sequence[float] | None = None, bootstrap: int = 0, seed: int = 0,
                    level: float = 0.95, clusters: str | None = None, boot_starts: int = 3,
@@ -44,10 +45,16 @@ def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible:
     """Fit law `law` to the usable runs of `frame` (Huber on log loss, L-BFGS from a grid of starts).
 
     `weights` is a column name or one weight per row; `bootstrap` > 0 adds percentile intervals
-    from that many resamples of runs (of whole `clusters` when given a column name).
+    from that many resamples of runs (of whole `clusters` when given a column name). `irreducible`
+    (one-variable laws): True keeps E, False fits the pure power law, "auto" keeps E only where the
+    points support it (`choose_irreducible`).
     """
     _check_options(lbfgs_options)
-    model = get_law(law, irreducible=irreducible)
+    choice = None
+    if law in ONE_VARIABLE and irreducible == "auto":
+        irreducible, choice = choose_irreducible(frame, law, delta=delta, weights=weights,
+                                                 custom=grid is not None or starts is not None)
+    model = get_law(law, irreducible=bool(irreducible))
     kept, excluded = clean(frame, (*model.variables, "loss"), f"law {law}", min_points=model.n_params + 1)
     logx, logy = log_columns(kept, model.variables), np.log(kept["loss"].to_numpy(dtype=float))
     w = _weights(frame, kept, weights)
@@ -64,7 +71,47 @@ def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible:
         result.bootstrap["clusters"] = clusters
     _add_diagnostics(result, model, corr, corr_threshold, bootstrap > 0, kept["loss"].to_numpy(dtype=float))
     _note_unvaried(result, model, kept)
+    if choice:
+        result.fit_info["E_choice"] = choice
+        result.fit_info.setdefault("notes", []).append(choice["note"])
     return result
+
+
+def aicc(residuals: np.ndarray, n_params: int) -> float:
+    """Small-sample Akaike criterion of a least-squares fit with these residuals (inf where n <= k + 1)."""
+    n = len(residuals)
+    if n <= n_params + 1:
+        return math.inf
+    rss = max(float(np.sum(np.square(residuals))), 1e-300)
+    return n * math.log(rss / n) + 2 * n_params + 2 * n_params * (n_params + 1) / (n - n_params - 1)
+
+
+def choose_irreducible(frame: pd.DataFrame, law: str, *, delta: float = 1e-3,
+                       weights: str | Sequence[float] | None = None, custom: bool = False) -> tuple[bool, dict[str, Any] | None]:
+    """Whether a one-variable law keeps its irreducible loss E: fit it with and without E and keep E only if
+    its small-sample AIC (AICc, on the log residuals) is lower. Over a few points a decade or less apart
+    (a CPU ladder's 5 budgets) E is not identified (E, A and alpha trade off along one ridge) and the
+    curvature it adds extrapolates worse than the pure power law; on published ladders reaching into the
+    bend (Chinchilla, 9 budgets) AICc keeps it. A custom grid or starts are in one law's parameters:
+    E is kept as asked for then."""
+    if custom:
+        return True, None
+    fits = {}
+    for keep in (True, False):
+        try:
+            fits[keep] = fit_parametric(frame, law, irreducible=keep, delta=delta, weights=weights)
+        except AnalysisError:  # too few points for the law with E
+            continue
+    if True not in fits or False not in fits:
+        return (True in fits), None
+    scores = {keep: aicc(fit.residuals, len(fit.params)) for keep, fit in fits.items()}
+    keep = scores[True] < scores[False]
+    shown = {with_e: f"{score:.1f}" for with_e, score in scores.items()}
+    note = (f"E kept: the points support it (AICc {shown[True]} with E, {shown[False]} without)" if keep else
+            f"E left out, a pure power law: {len(fits[True].residuals)} points do not support it (AICc "
+            f"{shown[False]} without E, {shown[True]} with); --E yes keeps it")
+    return keep, {"rule": "AICc", "aicc_with_E": scores[True], "aicc_without_E": scores[False], "kept": keep,
+                  "note": note}
 
 
 def _note_unvaried(result: FitResult, model: Law, kept: pd.DataFrame) -> None:
@@ -166,7 +213,7 @@ def sanity_warnings(result: FitResult, model: Law, loss: np.ndarray) -> list[str
             if result.params[name] < 0:
                 out.append(f"{name} = {result.params[name]:.3g} is negative: the loss grows with scale in this fit")
     if "E" in result.params and result.params["E"] < 1e-3 * float(np.min(loss)):
-        out.append("E collapsed to ~0: the data show no irreducible loss (try the pure power law, irreducible=False / --no-E)")
+        out.append("E collapsed to ~0: the data show no irreducible loss (try the pure power law, irreducible=False / --E no)")
     info = result.fit_info
     if info["starts"] >= 10 and info["starts_at_best"] == 1:
         out.append(f"the best optimum was reached from 1 of {info['starts']} starts: widen the grid to be sure it is global")

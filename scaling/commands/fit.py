@@ -85,8 +85,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     parser.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log loss (default 1e-3)")
-    parser.add_argument("--no-E", dest="irreducible", action="store_false",
-                        help="one-variable laws without the irreducible loss E (pure power law)")
+    parser.add_argument("--E", dest="irreducible", choices=("auto", "yes", "no"), default="auto",
+                        help="one-variable laws: keep the irreducible loss E (yes), fit the pure power law (no), or "
+                             "keep E only where the points support it by AICc (auto, the default)")
+    parser.add_argument("--no-E", dest="irreducible", action="store_const", const="no", help="the same as --E no")
     parser.add_argument("--frontier", action="store_true",
                         help="first keep only the runs on the compute frontier (for --law compute on a grid sweep)")
     parser.add_argument("--predict", metavar="C[,C...]",
@@ -222,7 +224,7 @@ def _law_options(args: argparse.Namespace) -> dict:
     if args.law in ("chinchilla", "kaplan"):
         return {"delta": args.delta}
     if args.law in ("compute", "params", "data"):
-        return {"delta": args.delta, "irreducible": args.irreducible}
+        return {"delta": args.delta, "irreducible": {"yes": True, "no": False}.get(args.irreducible, "auto")}
     return {}
 
 

@@ -139,6 +139,27 @@ def test_one_variable_law_interval_coverage():
     assert covered >= 8
 
 
+def test_E_is_kept_only_where_the_points_support_it():
+    """irreducible="auto" (the default) keeps E by AICc: 25 budgets over six decades of a law with E keep it;
+    5 budgets over 0.66 decades of the same law (a CPU ladder's frontier) cannot tell E from the curvature
+    of their noise and get the pure power law; True and False force either."""
+    def frame(C: np.ndarray) -> pd.DataFrame:
+        noise = np.exp(0.003 * np.random.default_rng(0).standard_normal(len(C)))
+        return pd.DataFrame({"C": C, "loss": (1.5 + 30.0 * C**-0.08) * noise})
+
+    wide, narrow = frame(np.geomspace(1e15, 1e21, 25)), frame(np.geomspace(3.3e11, 1.5e12, 5))
+    kept = fit(wide, "compute")
+    assert set(kept.params) == {"E", "A", "alpha"} and kept.params["E"] == pytest.approx(1.5, rel=0.1)
+    assert kept.fit_info["E_choice"]["kept"] and kept.law_options == {"irreducible": True}
+    left = fit(narrow, "compute")
+    choice = left.fit_info["E_choice"]
+    assert set(left.params) == {"A", "alpha"} and left.law_options == {"irreducible": False}
+    assert not choice["kept"] and choice["aicc_without_E"] < choice["aicc_with_E"]
+    assert "E left out" in " ".join(left.fit_info["notes"])
+    assert set(fit(narrow, "compute", irreducible=True).params) == {"E", "A", "alpha"}
+    assert "E_choice" not in fit(wide, "compute", irreducible=False).fit_info
+
+
 def test_pure_power_law():
     C = np.geomspace(1e15, 1e21, 25)
     pure = fit(pd.DataFrame({"N": C, "loss": 7.0 * C**-0.05}), "params", irreducible=False)

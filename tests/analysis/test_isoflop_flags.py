@@ -49,8 +49,28 @@ def test_public_budgets_called_off_centre_or_weak_are_flagged(experiment, expect
     assert not (ours["used"] & edge_or_weak).any() and ours.loc[~edge_or_weak & ours["usable"], "used"].all()
 
 
-def test_quickstart_flags_only_its_three_sizes_and_one_lopsided_budget():
-    result = fit(pd.read_csv(DATA / "quickstart.csv"), "isoflop")
+def test_the_quickstart_ladder_is_clean_and_predicts_its_target():
+    """The quickstart's 21 runs as trained (tests/data/quickstart.csv): no IsoFLOP budget flagged, N_opt's exponent
+    within +-0.1, Chinchilla's E identified, and the compute frontier of the 4 fitted budgets predicts the run
+    half a decade above them within 2% (issue 13's acceptance, on the real losses)."""
+    table = pd.read_csv(DATA / "quickstart.csv")
+    fitted, target = table[table["budget_flops"] < 4e12], table[table["budget_flops"] > 4e12]
+    isoflop = fit(fitted, "isoflop")
+    ours = _budgets(isoflop)
+    assert len(ours) == 4 and ours["used"].all() and not any(ours["flags"].apply(len))
+    lo, hi = isoflop.ci["a"]
+    assert hi - lo < 0.2 and lo < isoflop.a < hi
+    chinchilla = fit(fitted, "chinchilla", bootstrap=100)
+    assert chinchilla.ci["E"][0] > 0.5
+    frontier = fit(fitted, "compute", frontier=True)
+    assert "E" not in frontier.params  # 4 points do not support E (AICc)
+    assert np.log10(target["C"].iloc[0] / fitted["C"].max()) >= 0.5
+    predicted = frontier.predict(C=target["C"].to_numpy())[0]
+    assert abs(predicted / target["loss"].iloc[0] - 1) < 0.02
+
+
+def test_quickstart_v1_flags_only_its_three_sizes_and_one_lopsided_budget():
+    result = fit(pd.read_csv(DATA / "quickstart_v1.csv"), "isoflop")
     ours = _budgets(result)
     assert len(ours) == 6 and ours["used"].all()  # nothing left out of the power law
     assert all("too_few_sizes" in f for f in ours["flags"])  # 3 sizes a budget: no residual to judge a parabola by

@@ -24,7 +24,7 @@ from scaling.config import to_yaml
 from scaling.plan import plan_sweep
 from scaling.store import RunFolder, Status, load_runs
 
-QUICK = ["experiment=quickstart"]
+QUICK = ["experiment=quickstart_v1"]
 TOP = 3.3e12  # the quickstart ladder's held-out budget
 
 
@@ -51,7 +51,7 @@ def planned(tmp_path_factory) -> tuple:
     for spec in plan.runs:
         RunFolder(spec.path).plan(spec, to_yaml(spec.cfg))
     runs = [Run(s.run_id, s.N, s.D, s.C, math.isclose(s.cfg.budget.flops, TOP, rel_tol=1e-6)) for s in plan.runs]
-    return root / "quickstart", runs
+    return root / "quickstart_v1", runs
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def test_each_kind_of_target(ladder, capsys):
     assert _predict(sweep, "--target", "C=3.3e12", "--name", "c", "--law", "compute", "--bootstrap", "0") == 0
     record = _file(sweep, "c")
     params = record["params"]
-    assert record["predicted"]["loss"] == pytest.approx(params["E"] + params["A"] / TOP ** params["alpha"])
+    assert record["predicted"]["loss"] == pytest.approx(params.get("E", 0.0) + params["A"] / TOP ** params["alpha"])
     assert "N_opt" not in record["predicted"]
 
 
