@@ -31,6 +31,16 @@ def holdout_count(n: int, holdout: int | float) -> int:
     return k
 
 
+def whole_budgets(usable: pd.DataFrame, order: np.ndarray, k: int) -> int:
+    """k, grown until the held-out runs (the last k of `order`) hold every run of each ladder budget they touch."""
+    if "budget_flops" not in usable.columns:
+        return k
+    budget = usable["budget_flops"].to_numpy(dtype=float)[order]
+    while k < len(order) and np.isfinite(budget[-k]) and budget[-k - 1] == budget[-k]:
+        k += 1
+    return k
+
+
 def compute_order(frame: pd.DataFrame, variables: tuple[str, ...]) -> np.ndarray:
     """Row positions from cheapest to most expensive: by C, else 6 N D, else the law's own variable."""
     if "C" in frame.columns:
@@ -47,10 +57,11 @@ def backtest(usable: pd.DataFrame, holdout: int | float, refit: Callable[[pd.Dat
     """Hold out the most expensive runs of `usable` (a cleaned table), refit on the rest, score the prediction.
 
     `refit(train_frame)` returns a FitResult whose `predict` takes the law's `variables`;
-    `min_train` is the fewest runs the refit needs.
+    `min_train` is the fewest runs the refit needs. A ladder's budget (`budget_flops`) is held out whole:
+    its runs share one C, so fitting some of them and predicting the others would extrapolate nothing.
     """
     order = compute_order(usable, variables)
-    k = holdout_count(len(usable), holdout)
+    k = whole_budgets(usable, order, holdout_count(len(usable), holdout))
     if len(usable) - k < min_train:
         raise AnalysisError(f"--holdout {holdout} leaves {len(usable) - k} of {len(usable)} usable runs to fit; "
                             f"the law needs at least {min_train}")

@@ -67,6 +67,10 @@ def test_the_quickstart_ladder_is_clean_and_predicts_its_target():
     assert np.log10(target["C"].iloc[0] / fitted["C"].max()) >= 0.5
     predicted = frontier.predict(C=target["C"].to_numpy())[0]
     assert abs(predicted / target["loss"].iloc[0] - 1) < 0.02
+    # a backtest of 4 runs holds out the top budget's 5 whole: none of them fitted, 0.34 decades beyond
+    backtest = fit(fitted, "chinchilla", holdout=4).backtest
+    assert backtest["held_out"] == 5 and all(abs(run["C"] / 1.5e12 - 1) < 0.05 for run in backtest["runs"])
+    assert backtest["decades"] == pytest.approx(np.log10(1.5e12 / 6.8e11), abs=0.01)
 
 
 def test_quickstart_v1_flags_only_its_three_sizes_and_one_lopsided_budget():
