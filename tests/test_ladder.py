@@ -161,7 +161,7 @@ def test_fit_never_sees_the_targets_and_scores_them(tmp_path, capsys):
     assert abs(scored["mean_abs_rel_error"]) < 1e-3  # the law the losses came from
     assert main(["fit", str(tmp_path / "quickstart_v1"), "--law", "compute", "--frontier"]) == 0
     out = capsys.readouterr().out
-    assert "targets: 1 held-out runs" in out and "not the best run of its budget" in out
+    assert "targets: 1 held-out run " in out and "not the best run of its budget" in out
     assert main(["fit", str(tmp_path / "quickstart_v1"), "--law", "chinchilla", "--all-runs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_points"] == len(runs)
 

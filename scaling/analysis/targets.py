@@ -141,10 +141,14 @@ def target_lines(targets: dict[str, Any]) -> list[str]:
     """The held-out targets' scores as lines for people."""
     budgets = ", ".join(f"{c:.3g}" for c in targets["budgets"])
     if not targets["scored"]:
-        return [f"targets: {targets['planned']} held-out runs at budget {budgets}, none completed yet: nothing to score"]
-    lines = [(f"targets: {targets['scored']} held-out runs at budget {budgets} (fit never saw them), "
+        return [f"targets: {_runs(targets['planned'])} at budget {budgets}, none completed yet: nothing to score"]
+    lines = [(f"targets: {_runs(targets['scored'])} at budget {budgets} (fit never saw them), "
              f"{targets['decades']:.2f} decades of compute beyond the largest fitted run: "
              f"mean |relative error| {targets['mean_abs_rel_error']:.2%}, mean {targets['mean_rel_error']:+.2%}")]
     lines += [f"  {r['run']}: N = {r['N']:,}, D = {r['D']:,}, C = {r['C']:.3g}, loss {r['loss']:.4f}, "
               f"predicted {r['predicted']:.4f} ({r['rel_error']:+.2%})" for r in targets["runs"]]
     return lines
+
+
+def _runs(count: int) -> str:
+    return f"{count} held-out run{'s' * (count != 1)}"

@@ -1,8 +1,8 @@
 """`scaling predict SWEEP --target TARGET --name NAME`: register a law's prediction before the target is trained.
 
-    scaling predict runs/quickstart --target 3.3e12 --name top-budget
+    scaling predict runs/quickstart --target 4.8e12 --name top-budget
     scaling predict runs/quickstart --target N=150000,D=3e6 --name mid --law kaplan
-    scaling predict runs/quickstart --target 1462f355c3 --name one-run --law compute --frontier
+    scaling predict runs/quickstart --target 8fcdf08dc3 --name one-run --law compute --frontier
 
 The law is fitted to the sweep's runs, never to a ladder's held-out targets nor to the target itself,
 and the prediction is written once to runs/<sweep>/predictions/NAME.json (scaling.analysis.predictions);
