@@ -107,7 +107,7 @@ def test_a_ladder_of_branches_trains_and_its_fit_scores_the_target(runs_root, ca
     (no trunk, no target) and scores the held-out budget's best branch."""
     from scaling.cli import main
 
-    plan = plan_sweep(["experiment=quickstart", "sweep.name=lb", "sweep.branches=true", "sweep.budgets=[2e8,3e8,4.5e8,6.75e8,1.5e9]",
+    plan = plan_sweep(["experiment=quickstart_v1", "sweep.name=lb", "sweep.branches=true", "sweep.budgets=[2e8,3e8,4.5e8,6.75e8,1.5e9]",
                        "sweep.sizes_per_budget=2", "sweep.span=0.15", "sweep.min_steps=20",
                        "sweep.tokens_per_param_prior=10", "sweep.batch_rule='256'", "data.seq_len=32",
                        "data.val_tokens=4096", "trainer.val_every=10", "trainer.log_every=5",
