@@ -45,7 +45,8 @@ def fit(frame: pd.DataFrame, law: str = "chinchilla", *, curves: pd.DataFrame | 
     """Fit `law` to a run table and return a FitResult.
 
     law: chinchilla | kaplan (L(N, D)), compute | params | data (L(C), L(N), L(D); with E where the
-    points support it, irreducible="auto", or always True / never False), isoflop (approach 2) or envelope (approach 1, needs `curves`).
+    points support it, irreducible="auto", or always True / never False), isoflop (approach 2) or
+    envelope (approach 1, needs `curves`).
     columns renames {table name: frame column}; where filters rows (a pandas query); D = C / (6 N)
     when only N and C are given. bootstrap=B adds B-replicate percentile intervals at `level`;
     holdout=K (or a fraction) backtests on the K highest-compute runs. Other options go to the

@@ -37,8 +37,8 @@ def _run_clusters(kept: pd.DataFrame) -> str | None:
     return "run_cluster"
 
 
-def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible: bool | str = "auto", delta: float = 1e-3,
-                   grid: Mapping[str, Any] | None = None, starts: np.ndarray | None = None,
+def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible: bool | str = "auto",
+                   delta: float = 1e-3, grid: Mapping[str, Any] | None = None, starts: np.ndarray | None = None,
                    weights: str | Sequence[float] | None = None, bootstrap: int = 0, seed: int = 0,
                    level: float = 0.95, clusters: str | None = None, boot_starts: int = 3,
                    corr_threshold: float = 0.99, **lbfgs_options: Any) -> FitResult:
@@ -87,7 +87,8 @@ def aicc(residuals: np.ndarray, n_params: int) -> float:
 
 
 def choose_irreducible(frame: pd.DataFrame, law: str, *, delta: float = 1e-3,
-                       weights: str | Sequence[float] | None = None, custom: bool = False) -> tuple[bool, dict[str, Any] | None]:
+                       weights: str | Sequence[float] | None = None,
+                       custom: bool = False) -> tuple[bool, dict[str, Any] | None]:
     """Whether a one-variable law keeps its irreducible loss E: fit it with and without E and keep E only if
     its small-sample AIC (AICc, on the log residuals) is lower. Over a few points a decade or less apart
     (a CPU ladder's 5 budgets) E is not identified (E, A and alpha trade off along one ridge) and the
