@@ -146,11 +146,11 @@ def fit_curves(curves: Mapping[str, pd.DataFrame], law: str = "mpl", fit_on: Seq
     return result
 
 
-
 def _errors_over(infos: list[dict]) -> dict[str, float]:
     """Over some curves' scores: the mean of their mean relative errors and the worst step."""
     return {"mean_rel_err": float(np.mean([i["mean_rel_err"] for i in infos])),
             "max_rel_err": max(i["max_rel_err"] for i in infos)}
+
 
 def _check_request(curves: Mapping[str, pd.DataFrame], law: str, fit_on: Sequence[str] | None) -> list[str]:
     if law not in CURVE_LAWS:

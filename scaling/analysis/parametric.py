@@ -52,8 +52,11 @@ def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible:
     _check_options(lbfgs_options)
     choice = None
     if law in ONE_VARIABLE and irreducible == "auto":
-        irreducible, choice = choose_irreducible(frame, law, delta=delta, weights=weights,
-                                                 custom=grid is not None or starts is not None)
+        irreducible, choice, chosen = choose_irreducible(
+            frame, law, custom=grid is not None or starts is not None, delta=delta, weights=weights, seed=seed,
+            level=level, clusters=clusters, boot_starts=boot_starts, corr_threshold=corr_threshold, **lbfgs_options)
+        if chosen is not None and not bootstrap:  # the choice's own fit is this fit: not fitted a third time
+            return _with_choice(chosen, choice)
     model = get_law(law, irreducible=bool(irreducible))
     kept, excluded = clean(frame, (*model.variables, "loss"), f"law {law}", min_points=model.n_params + 1)
     logx, logy = log_columns(kept, model.variables), np.log(kept["loss"].to_numpy(dtype=float))
@@ -71,6 +74,11 @@ def fit_parametric(frame: pd.DataFrame, law: str = "chinchilla", *, irreducible:
         result.bootstrap["clusters"] = clusters
     _add_diagnostics(result, model, corr, corr_threshold, bootstrap > 0, kept["loss"].to_numpy(dtype=float))
     _note_unvaried(result, model, kept)
+    return _with_choice(result, choice)
+
+
+def _with_choice(result: FitResult, choice: dict[str, Any] | None) -> FitResult:
+    """The fit with choose_irreducible's verdict in fit_info (E_choice and a note), when one was made."""
     if choice:
         result.fit_info["E_choice"] = choice
         result.fit_info.setdefault("notes", []).append(choice["note"])
@@ -86,25 +94,26 @@ def aicc(residuals: np.ndarray, n_params: int) -> float:
     return n * math.log(rss / n) + 2 * n_params + 2 * n_params * (n_params + 1) / (n - n_params - 1)
 
 
-def choose_irreducible(frame: pd.DataFrame, law: str, *, delta: float = 1e-3,
-                       weights: str | Sequence[float] | None = None,
-                       custom: bool = False) -> tuple[bool, dict[str, Any] | None]:
+def choose_irreducible(frame: pd.DataFrame, law: str, *, custom: bool = False,
+                       **options: Any) -> tuple[bool, dict[str, Any] | None, FitResult | None]:
     """Whether a one-variable law keeps its irreducible loss E: fit it with and without E and keep E only if
     its small-sample AIC (AICc, on the log residuals) is lower. Over a few points a decade or less apart
     (a CPU ladder's 5 budgets) E is not identified (E, A and alpha trade off along one ridge) and the
     curvature it adds extrapolates worse than the pure power law; on published ladders reaching into the
-    bend (Chinchilla, 9 budgets) AICc keeps it. A custom grid or starts are in one law's parameters:
-    E is kept as asked for then."""
+    bend (Chinchilla's frontier, 7 runs) AICc keeps it. A custom grid or starts are in one law's parameters:
+    E is kept as asked for then. Returns (keep E, the verdict for fit_info or None, the kept law's fit without
+    bootstrap, fitted with `options`, or None); fit_parametric's other options pass through."""
     if custom:
-        return True, None
+        return True, None, None
     fits = {}
     for keep in (True, False):
         try:
-            fits[keep] = fit_parametric(frame, law, irreducible=keep, delta=delta, weights=weights)
+            fits[keep] = fit_parametric(frame, law, irreducible=keep, **options)
         except AnalysisError:  # too few points for the law with E
             continue
     if True not in fits or False not in fits:
-        return (True in fits), None
+        keep = True in fits
+        return keep, None, fits.get(keep)
     scores = {keep: aicc(fit.residuals, len(fit.params)) for keep, fit in fits.items()}
     keep = scores[True] < scores[False]
     shown = {with_e: f"{score:.1f}" for with_e, score in scores.items()}
@@ -112,7 +121,7 @@ def choose_irreducible(frame: pd.DataFrame, law: str, *, delta: float = 1e-3,
             f"E left out, a pure power law: {len(fits[True].residuals)} points do not support it (AICc "
             f"{shown[False]} without E, {shown[True]} with); --E yes keeps it")
     return keep, {"rule": "AICc", "aicc_with_E": scores[True], "aicc_without_E": scores[False], "kept": keep,
-                  "note": note}
+                  "note": note}, fits[keep]
 
 
 def _note_unvaried(result: FitResult, model: Law, kept: pd.DataFrame) -> None:

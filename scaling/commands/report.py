@@ -121,7 +121,8 @@ def summary_lines(an: Any, target: Any) -> list[str]:
     from scaling.analysis.formatting import fmt_count, fmt_flops
 
     sweeps = sorted(map(str, an.runs["sweep"].dropna().unique())) if "sweep" in an.runs.columns else []
-    held_out = f", {len(an.held_out)} held-out target{'s' * (len(an.held_out) != 1)} not fitted" if len(an.held_out) else ""
+    count = len(an.held_out)
+    held_out = f", {count} held-out target{'s' * (count != 1)} not fitted" if count else ""
     lines = [f"{len(an.runs)} runs ({len(an.usable)} completed with a loss{held_out}) from "
              f"{'sweep ' + ', '.join(sweeps) if sweeps else 'the table'}"]
     if an.main is None:
